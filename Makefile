@@ -1,0 +1,43 @@
+# Two commands set everything up on a fresh Debian/Ubuntu machine:
+#   make demo   creates .venv (runtime only, no torch) and runs the main job on its embedded default
+#   make test   creates .venv with the dev and train extras and runs the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins espeak-ng flite \
+	festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts systemd sox
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SHARED ?= ../shared/data
+OUT ?= out
+
+.PHONY: demo test system-deps bench config
+
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages: $$missing"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime
+	$(PY) -m pip install -q -e '.[dev,train]'
+	touch $@
+
+demo: system-deps $(VENV)/.runtime
+	$(VENV)/bin/showsay data fsdd --root $(SHARED)/fsdd --out $(OUT)/data/fsdd.csv
+	$(VENV)/bin/showsay data mnist --root $(SHARED)/mnist --out $(OUT)/data/mnist
+	$(VENV)/bin/showsay bench --speech $(OUT)/data/fsdd.csv --images $(OUT)/data/mnist/mnist.csv \
+		--ways 10 --shots 1 --episodes 400 --queries 10 --seed 0 \
+		--speech-encoder dtw --image-encoder pixels --json $(OUT)/bench.json --plot $(OUT)/bench.png
+
+test: system-deps $(VENV)/.dev
+	$(PY) -m pytest -q
+
+config: $(VENV)/.runtime
+	$(PY) -m edge.config > config/showsay.yaml

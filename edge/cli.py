@@ -1,0 +1,57 @@
+"""The ``showsay`` command line: one entry point, one subcommand per task.
+
+Runtime subcommands live in ``edge``; ``train`` and ``export`` are separate packages with heavier
+dependencies (torch, onnx, tensorrt), loaded by name only when their subcommand is run, so the
+on-device runtime never imports them.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Modules that each define ``register(subparsers)``; their subcommands set ``func(args) -> int``.
+COMMAND_MODULES = (
+    "edge.commands.check",
+    "edge.commands.bench",
+    "edge.commands.data",
+)
+# Subcommands served by other packages: name -> (module with main(argv) -> int, extra to install, help).
+DELEGATED = {
+    "train": ("train.cli", "train", "train a speech or image encoder (needs the 'train' extra)"),
+    "export": ("export.cli", "train", "export encoders to ONNX or TensorRT engines"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser."""
+    parser = argparse.ArgumentParser(prog="showsay", description="Learn words from one demonstration; find the object when asked.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    for name, (_, _, help_text) in DELEGATED.items():
+        p = sub.add_parser(name, help=help_text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; returns the process exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command in DELEGATED:
+        module, extra, _ = DELEGATED[args.command]
+        try:
+            delegate = importlib.import_module(module)
+        except ImportError as exc:
+            print(f"showsay {args.command}: needs the '{extra}' extra ({exc}); install with: pip install 'showsay[{extra}]'", file=sys.stderr)
+            return 1
+        return int(delegate.main(args.rest))
+    return int(args.func(args))

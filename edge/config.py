@@ -1,0 +1,96 @@
+"""The one configuration: a YAML file loaded strictly into frozen dataclasses.
+
+Each subsystem owns its settings dataclass (defaults written there, once); :class:`Config`
+gathers them under the YAML's top-level keys. ``load_config`` fails with :class:`ConfigError`
+naming the file and the dotted key for anything unknown, mistyped, out of range or missing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edge.encoders import EncoderSettings
+from edge.features import SpeechFeatureSettings
+from edge.matching import MatchSettings
+from edge.settings import SettingsError, build, section
+
+
+class ConfigError(ValueError):
+    """The configuration file cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the runtime can be told, by YAML section."""
+
+    speech_features: SpeechFeatureSettings = section(SpeechFeatureSettings, "how utterances become MFCC frames")
+    encoders: EncoderSettings = section(EncoderSettings, "which models embed speech and images, and on what runtime")
+    matching: MatchSettings = section(MatchSettings, "rejection thresholds of the matching core")
+
+
+def config_from_mapping(values: Any, source: str = "config", base_dir: Path | None = None) -> Config:
+    """Config from parsed YAML; relative model paths are taken relative to ``base_dir``."""
+    try:
+        cfg = build(Config, values)
+    except SettingsError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    if base_dir is not None:
+        cfg = _resolve_paths(cfg, base_dir)
+    return cfg
+
+
+def _resolve_paths(cfg: Config, base_dir: Path) -> Config:
+    def resolve(name: str, keywords: set[str]) -> str:
+        if name in keywords or Path(name).expanduser().is_absolute():
+            return name
+        return str((base_dir / name).resolve())
+
+    enc = cfg.encoders
+    enc = dataclasses.replace(
+        enc,
+        speech=resolve(enc.speech, {"default", "dtw"}),
+        image=resolve(enc.image, {"default", "digits", "objects", "pixels"}),
+    )
+    return dataclasses.replace(cfg, encoders=enc)
+
+
+def load_config(path: str | os.PathLike | None) -> Config:
+    """Load and validate a YAML config file; ``None`` gives the built-in defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return config_from_mapping(values or {}, str(path), path.parent)
+
+
+YAML_HEADER = """\
+# showsay configuration. Every key is optional: a missing key takes the default shown here.
+# Validate with: showsay check --config PATH
+# This file is generated from the settings dataclasses (python -m edge.config > config/showsay.yaml);
+# a test keeps it in step with them.
+"""
+
+
+def default_yaml() -> str:
+    """The shipped YAML: every key with its default and a comment giving its meaning and unit."""
+    from edge.settings import render_yaml
+
+    return YAML_HEADER + "\n" + render_yaml(Config)
+
+
+if __name__ == "__main__":
+    print(default_yaml(), end="")

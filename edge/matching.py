@@ -1,0 +1,198 @@
+"""The matching core: taught (speech, image) pairs and the resolution of a spoken request.
+
+A request is matched against the taught utterances (cosine distance between speech embeddings,
+or DTW over feature frames for the baseline). The nearest utterance names a word: its label, or
+the pair itself when it has none. The candidates in view are compared with the images taught
+for that word (cosine distance, the minimum over the word's K shots) and ranked. Two rejections
+guard the answer: the request is an ``unknown_word`` when even the nearest utterance is too far,
+and ``not_in_view`` when even the best candidate is too far from what was taught.
+Pure numpy; the daemon and the benchmark use these same objects.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from edge.dtw import dtw_one_to_many
+from edge.settings import setting
+
+SpeechMetric = Literal["cosine", "dtw"]
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def cosine_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(Q, N) cosine distances, in [0, 2], between rows of ``a`` (Q, D) and ``b`` (N, D)."""
+    return 1.0 - l2_normalise(a) @ l2_normalise(b).T
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    """Rejection thresholds of the matching core (null disables a rejection)."""
+
+    unknown_word_distance: float | None = setting(
+        None, "reject a request whose nearest taught utterance is further than this (cosine distance 0-2, or DTW cost)", min=0.0
+    )
+    not_in_view_distance: float | None = setting(
+        None, "reject when the best candidate is further than this from the word's taught images (cosine distance 0-2)", min=0.0
+    )
+
+
+@dataclass(frozen=True)
+class RankedCandidate:
+    """One candidate in view, with its distance to the chosen word's images."""
+
+    index: int
+    image_distance: float
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The answer to one request."""
+
+    status: Literal["resolved", "unknown_word", "not_in_view", "nothing_taught", "no_candidates"]
+    pair_index: int | None = None  # row of the nearest taught utterance in the support set
+    pair_id: int | None = None
+    label: str | None = None
+    speech_distance: float | None = None
+    ranked: tuple[RankedCandidate, ...] = ()
+
+    @property
+    def best(self) -> RankedCandidate | None:
+        """The chosen candidate, when the request was resolved."""
+        return self.ranked[0] if self.status == "resolved" and self.ranked else None
+
+
+class SupportSet:
+    """Taught pairs: a speech representation, a unit image embedding, an id and an optional label each.
+
+    Speech representations are fixed-size embeddings (``metric="cosine"``) or (frames, dim) feature
+    matrices (``metric="dtw"``). Rows are kept in growable arrays so adding a pair is amortised O(1)
+    and matching 10,000 pairs is one matrix-vector product.
+    """
+
+    def __init__(self, metric: SpeechMetric = "cosine") -> None:
+        self.metric: SpeechMetric = metric
+        self._ids: list[int] = []
+        self._labels: list[str | None] = []
+        self._speech_rows: list[np.ndarray] = []  # dtw: one (T, D) matrix per pair
+        self._speech = np.zeros((0, 0), np.float32)  # cosine: (capacity, D) unit rows
+        self._images = np.zeros((0, 0), np.float32)  # (capacity, E) unit rows
+        self._groups = np.zeros(0, np.int64)  # word id of each row: same label -> same word
+        self._group_of_label: dict[str, int] = {}
+        self._next_group = 0
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def ids(self) -> list[int]:
+        """Pair ids in row order."""
+        return list(self._ids)
+
+    @property
+    def labels(self) -> list[str | None]:
+        """Labels in row order (None for an unlabelled pair)."""
+        return list(self._labels)
+
+    def image_embeddings(self) -> np.ndarray:
+        """(N, E) unit image embeddings in row order."""
+        return self._images[: len(self)]
+
+    def _grow(self, arr: np.ndarray, row: np.ndarray) -> np.ndarray:
+        n = len(self)
+        if arr.shape[1] not in (0, row.shape[0]):
+            raise ValueError(f"embedding size {row.shape[0]} differs from the taught pairs' {arr.shape[1]}")
+        if n >= arr.shape[0] or arr.shape[1] == 0:
+            bigger = np.zeros((max(16, 2 * arr.shape[0]), row.shape[0]), np.float32)
+            if n:
+                bigger[:n] = arr[:n]
+            arr = bigger
+        arr[n] = row
+        return arr
+
+    def _group_for(self, label: str | None) -> int:
+        if label is not None and label in self._group_of_label:
+            return self._group_of_label[label]
+        g = self._next_group
+        self._next_group += 1
+        if label is not None:
+            self._group_of_label[label] = g
+        return g
+
+    def add(self, pair_id: int, speech: np.ndarray, image: np.ndarray, label: str | None = None) -> None:
+        """Add one taught pair."""
+        if pair_id in self._ids:
+            raise ValueError(f"pair {pair_id} is already in the support set")
+        image = l2_normalise(np.asarray(image, np.float32).reshape(-1))
+        if self.metric == "cosine":
+            self._speech = self._grow(self._speech, l2_normalise(np.asarray(speech, np.float32).reshape(-1)))
+        else:
+            self._speech_rows.append(np.asarray(speech, np.float32))
+        self._images = self._grow(self._images, image)
+        self._groups = np.append(self._groups, self._group_for(label))  # O(N) but tiny next to embedding
+        self._ids.append(pair_id)
+        self._labels.append(label)
+
+    def remove(self, pair_id: int) -> None:
+        """Forget one pair."""
+        i = self._ids.index(pair_id)
+        n = len(self)
+        keep = np.arange(n) != i
+        if self.metric == "cosine":
+            self._speech[: n - 1] = self._speech[:n][keep]
+        else:
+            del self._speech_rows[i]
+        self._images[: n - 1] = self._images[:n][keep]
+        self._groups = self._groups[keep]
+        del self._ids[i]
+        del self._labels[i]
+
+    def relabel(self, pair_id: int, label: str | None) -> None:
+        """Change a pair's label (and so which word it belongs to)."""
+        i = self._ids.index(pair_id)
+        self._labels[i] = label
+        self._groups[i] = self._group_for(label)
+
+    def speech_distances(self, query: np.ndarray) -> np.ndarray:
+        """(N,) distances from a query (embedding, or features for DTW) to every taught utterance."""
+        if len(self) == 0:
+            return np.zeros(0, np.float32)
+        if self.metric == "cosine":
+            return 1.0 - self._speech[: len(self)] @ l2_normalise(np.asarray(query, np.float32).reshape(-1))
+        return dtw_one_to_many(query, self._speech_rows).astype(np.float32)
+
+    def word_rows(self, row: int) -> np.ndarray:
+        """Rows taught as the same word as ``row`` (same label; an unlabelled pair is a word of its own)."""
+        return np.flatnonzero(self._groups == self._groups[row])
+
+    def resolve(self, query: np.ndarray, candidates: np.ndarray, settings: MatchSettings = MatchSettings()) -> Resolution:
+        """Answer a request: nearest taught word, then the candidates ranked by distance to its images.
+
+        ``candidates`` is (C, E): the image embeddings of what is in view.
+        """
+        if len(self) == 0:
+            return Resolution(status="nothing_taught")
+        speech_d = self.speech_distances(query)
+        row = int(np.argmin(speech_d))
+        found = dict(
+            pair_index=row, pair_id=self._ids[row], label=self._labels[row], speech_distance=float(speech_d[row])
+        )
+        if settings.unknown_word_distance is not None and speech_d[row] > settings.unknown_word_distance:
+            return Resolution(status="unknown_word", **found)
+        candidates = np.asarray(candidates, np.float32)
+        if candidates.shape[0] == 0:
+            return Resolution(status="no_candidates", **found)
+        taught = self._images[self.word_rows(row)]  # (K, E) the word's K shots
+        image_d = (1.0 - l2_normalise(candidates) @ taught.T).min(axis=1)  # (C,)
+        order = np.argsort(image_d, kind="stable")
+        ranked = tuple(RankedCandidate(int(c), float(image_d[c])) for c in order)
+        if settings.not_in_view_distance is not None and ranked[0].image_distance > settings.not_in_view_distance:
+            return Resolution(status="not_in_view", ranked=ranked, **found)
+        return Resolution(status="resolved", ranked=ranked, **found)
