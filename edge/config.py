@@ -14,9 +14,12 @@ from typing import Any
 
 import yaml
 
+from edge.button import ButtonSettings
+from edge.daemon import AnswerSettings, TeachSettings
 from edge.encoders import EncoderSettings
 from edge.features import SpeechFeatureSettings
 from edge.matching import MatchSettings
+from edge.service import ServiceSettings
 from edge.settings import SettingsError, build, section
 
 
@@ -31,6 +34,10 @@ class Config:
     speech_features: SpeechFeatureSettings = section(SpeechFeatureSettings, "how utterances become MFCC frames")
     encoders: EncoderSettings = section(EncoderSettings, "which models embed speech and images, and on what runtime")
     matching: MatchSettings = section(MatchSettings, "rejection thresholds of the matching core")
+    teach: TeachSettings = section(TeachSettings, "teach mode: a press, then an utterance and the object held up in the teach region")
+    answers: AnswerSettings = section(AnswerSettings, "answering requests: the view searched and the annotated answer images")
+    button: ButtonSettings = section(ButtonSettings, "the teach button")
+    service: ServiceSettings = section(ServiceSettings, "systemd integration: watchdog, status lines, stop timeout")
 
 
 def config_from_mapping(values: Any, source: str = "config", base_dir: Path | None = None) -> Config:
@@ -56,7 +63,10 @@ def _resolve_paths(cfg: Config, base_dir: Path) -> Config:
         speech=resolve(enc.speech, {"default", "dtw"}),
         image=resolve(enc.image, {"default", "digits", "objects", "pixels"}),
     )
-    return dataclasses.replace(cfg, encoders=enc)
+    answers = cfg.answers
+    if answers.save_dir is not None:
+        answers = dataclasses.replace(answers, save_dir=resolve(answers.save_dir, set()))
+    return dataclasses.replace(cfg, encoders=enc, answers=answers)
 
 
 def load_config(path: str | os.PathLike | None) -> Config:

@@ -1,0 +1,662 @@
+"""The controller: one thread that hears utterances, watches the view, learns pairs and answers.
+
+States: ``idle`` (every utterance is a request) and ``teaching`` (a press started it; the next
+utterance plus the object in the teach region become a pair; a second press, the ``cancel``
+command or the timeout ends it). Capture threads (microphone, camera, button, control socket)
+only feed this thread; it alone touches the encoders, the support set and the memory, so no
+locks guard them.
+
+Two choices keep the answer fast and the taught image good:
+
+* Candidate embeddings are computed per camera frame *while the person is still speaking*
+  (the audio level says someone is) and cached by frame, so when the endpointer closes the
+  utterance the heavy image encoder has usually already run: the critical path is features,
+  speech embedding and the match.
+* While teaching, the teach region is cropped from several frames (``teach.frames_to_sample``,
+  one every ``teach.sample_interval_ms``) and the *sharpest* crop taken during the utterance
+  (variance of the Laplacian) is kept. People hold an object still while they name it, and motion
+  blur is what ruins a one-shot image; averaging embeddings of several frames would blend blurred
+  and misaligned views, and could not be stored as one real crop for later re-embedding.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import cv2
+import numpy as np
+
+from edge.audio import read_wav, resample, to_float
+from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops
+from edge.features import SpeechFeatureSettings, speech_features
+from edge.matching import MatchSettings, Resolution, SupportSet
+from edge.settings import setting
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TeachSettings:
+    """How a press, an utterance and the object held up become a taught pair."""
+
+    timeout_s: float = setting(8.0, "teach mode ends (teach_cancelled, reason timeout) when no utterance starts within this many seconds of the press", min=1.0, max=120.0)
+    frames_to_sample: int = setting(8, "teach-region crops kept while waiting for the utterance; the sharpest taken during it is stored", min=1, max=64)
+    sample_interval_ms: float = setting(120.0, "least time between two sampled teach-region crops, ms", min=0.0, max=2000.0)
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    """How requests are answered: which frames count as the view, and saved answer images."""
+
+    save_dir: str | None = setting(None, "directory for annotated JPEGs of answers (box and label); null saves none")
+    max_saved_images: int = setting(500, "oldest answer images are deleted beyond this many", min=1, max=1_000_000)
+    jpeg_quality: int = setting(90, "quality of saved answer images (1-100)", min=1, max=100)
+    recent_view_s: float = setting(0.0, "when the word's object is not in view, also search candidates seen this many seconds back (0 = current view only)", min=0.0, max=600.0)
+    recent_view_interval_s: float = setting(1.0, "with recent_view_s > 0: embed the view at least this often even in silence, s", min=0.1, max=60.0)
+    reuse_view_ms: float = setting(600.0, "answer with candidate embeddings cached for a frame at most this much older than the newest frame, ms", min=0.0, max=10_000.0)
+    prefetch_level_dbfs: float = setting(-45.0, "audio level (RMS, dBFS) above which someone may be speaking and candidates are embedded ahead of the answer", min=-120.0, max=0.0)
+    prefetch_interval_ms: float = setting(200.0, "least time between two ahead-of-time candidate embeddings while speaking, ms", min=0.0, max=5000.0)
+    audio_lost_s: float = setting(3.0, "no audio frame for this long is reported as device_lost (microphone)", min=0.5, max=60.0)
+
+
+# --- the narrow interfaces the controller uses (implemented in edge.hearing/vad/camera/candidates/memory)
+
+
+class AudioSourceLike(Protocol):
+    closed: bool
+    dropped_frames: int
+
+    def read(self, timeout_s: float) -> Any: ...
+
+
+class EndpointerLike(Protocol):
+    def push(self, frame: Any) -> Any: ...
+
+    def flush(self) -> Any: ...
+
+
+class FrameSourceLike(Protocol):
+    connected: bool
+
+    def latest(self) -> Any: ...
+
+
+class FinderLike(Protocol):
+    def find(self, image: np.ndarray) -> list[Any]: ...
+
+
+class MemoryLike(Protocol):
+    def teach(self, audio_pcm: np.ndarray, sample_rate_hz: int, crop: np.ndarray, label: str | None = None, embeddings: dict | None = None) -> int: ...
+
+    def pairs(self) -> list[Any]: ...
+
+    def embeddings(self, encoder_id: str) -> dict[int, np.ndarray]: ...
+
+    def set_embedding(self, pair_id: int, encoder_id: str, vector: np.ndarray) -> None: ...
+
+    def forget(self, pair_id: int) -> bool: ...
+
+    def label(self, pair_id: int, text: str | None) -> None: ...
+
+
+@dataclass
+class View:
+    """The candidates of one camera frame and their image embeddings."""
+
+    frame: Any  # edge.camera.Frame
+    candidates: list  # edge.candidates.Candidate
+    embeddings: np.ndarray  # (C, E)
+
+
+@dataclass
+class TeachSample:
+    """One teach-region crop taken while teaching."""
+
+    frame: Any
+    candidate: Any
+    sharpness: float
+
+
+@dataclass
+class _Pending:
+    """A control request waiting for the controller thread's reply."""
+
+    request: dict
+    done: threading.Event = field(default_factory=threading.Event)
+    reply: dict | None = None
+
+
+def sharpness(crop: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey crop: higher is sharper (less motion blur)."""
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) if crop.ndim == 3 else crop
+    return float(cv2.Laplacian(grey, cv2.CV_32F).var())
+
+
+def level_dbfs(pcm: np.ndarray) -> float:
+    """RMS level of int16 PCM in dBFS (-120 for digital silence)."""
+    if pcm.size == 0:
+        return -120.0
+    rms = float(np.sqrt(np.mean(np.square(pcm.astype(np.float32) / 32768.0))))
+    return max(-120.0, 20.0 * np.log10(max(rms, 1e-6)))
+
+
+class Controller:
+    """The state machine; run :meth:`run` in its own thread, feed it with :meth:`press` and :meth:`request`."""
+
+    def __init__(
+        self,
+        *,
+        speech_encoder: SpeechEncoder,
+        image_encoder: ImageEncoder,
+        feature_settings: SpeechFeatureSettings,
+        memory: MemoryLike,
+        audio: AudioSourceLike,
+        endpointer: EndpointerLike,
+        frames: FrameSourceLike,
+        finder: FinderLike,
+        teach_region: Callable[[np.ndarray], Any],
+        teach: TeachSettings = TeachSettings(),
+        answers: AnswerSettings = AnswerSettings(),
+        matching: MatchSettings = MatchSettings(),
+        publish: Callable[[Event], None] = lambda e: None,
+        heartbeat: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.speech_encoder = speech_encoder
+        self.image_encoder = image_encoder
+        self.feature_settings = feature_settings
+        self.memory = memory
+        self.audio = audio
+        self.endpointer = endpointer
+        self.frames = frames
+        self.finder = finder
+        self.teach_region = teach_region
+        self.teach_settings = teach
+        self.answers = answers
+        self.matching = matching
+        self._publish_sink = publish
+        self._heartbeat = heartbeat
+        self._clock = clock
+
+        self.support = SupportSet(metric=speech_encoder.metric)
+        self.state = "idle"
+        self._teach_deadline = 0.0
+        self._teach_samples: deque[TeachSample] = deque(maxlen=teach.frames_to_sample)
+        self._last_sample_s = -1e9
+        self._views: deque[View] = deque(maxlen=256)
+        self._last_prefetch_s = -1e9
+        self._last_loud_s = -1e9
+        self._last_frame_index: int | None = None
+        self._last_audio_s = clock()
+        self._audio_lost = False
+        self._camera_connected: bool | None = None
+        self._commands: queue.Queue = queue.Queue(maxsize=64)
+        self._stop = threading.Event()
+        self.finished = threading.Event()
+        self._saved: deque[Path] = deque()
+        self.counts = {"utterances": 0, "requests": 0, "resolved": 0, "taught": 0, "errors": 0}
+        self.started_s = clock()
+
+    # ------------------------------------------------------------------ inputs from other threads
+
+    def press(self, source: str = "button") -> None:
+        """A teach-button press (GPIO, keyboard or the socket): starts or cancels teach mode."""
+        try:
+            self._commands.put_nowait(("press", source))
+        except queue.Full:
+            log.warning("controller busy: teach press from %s dropped", source)
+
+    def request(self, request: dict, timeout_s: float = 10.0) -> dict:
+        """Run a control command on the controller thread and return its reply (an error after ``timeout_s``)."""
+        pending = _Pending(request)
+        try:
+            self._commands.put(("request", pending), timeout=timeout_s)
+        except queue.Full:
+            return {"ok": False, "error": "daemon busy: command queue full"}
+        if not pending.done.wait(timeout_s):
+            return {"ok": False, "error": f"no reply from the controller within {timeout_s:g} s"}
+        return pending.reply or {"ok": False, "error": "no reply"}
+
+    def set_matching(self, matching: MatchSettings) -> None:
+        """New rejection thresholds (SIGHUP), applied on the controller thread."""
+        self._commands.put(("matching", matching))
+
+    def stop(self) -> None:
+        """Ask the loop to end after the current step."""
+        self._stop.set()
+
+    # ------------------------------------------------------------------ start-up
+
+    def load_memory(self) -> int:
+        """Fill the support set from memory, re-embedding pairs stored under other encoders; returns the pair count."""
+        pairs = self.memory.pairs()
+        if not pairs:
+            return 0
+        sid, iid = self.speech_encoder.encoder_id, self.image_encoder.encoder_id
+        speech = self.memory.embeddings(sid)
+        images = self.memory.embeddings(iid)
+        missing_s = [p for p in pairs if p.pair_id not in speech]
+        missing_i = [p for p in pairs if p.pair_id not in images]
+        if missing_s or missing_i:
+            log.info("re-embedding %d utterances (%s) and %d crops (%s) from stored raw data", len(missing_s), sid, len(missing_i), iid)
+        for p in missing_s:
+            vec = self._embed_speech(p.audio_pcm, p.sample_rate_hz)
+            self.memory.set_embedding(p.pair_id, sid, vec)
+            speech[p.pair_id] = vec
+        for start in range(0, len(missing_i), 256):
+            chunk = missing_i[start : start + 256]
+            vecs = embed_crops(self.image_encoder, [p.crop for p in chunk])
+            for p, vec in zip(chunk, vecs):
+                self.memory.set_embedding(p.pair_id, iid, vec)
+                images[p.pair_id] = vec
+        for p in pairs:
+            self.support.add(p.pair_id, speech[p.pair_id], images[p.pair_id], p.label)
+        return len(pairs)
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> None:
+        """The controller loop: until :meth:`stop`, or until a finite audio source is exhausted."""
+        try:
+            while not self._stop.is_set():
+                self.step()
+                if self.audio.closed and self._audio_drained:
+                    log.info("audio source exhausted: controller stops")
+                    break
+        finally:
+            self.finished.set()
+
+    _audio_drained = False
+
+    def step(self, read_timeout_s: float = 0.05) -> None:
+        """One iteration: read audio, endpoint, run commands, watch the camera, check the teach timeout."""
+        try:
+            frame = self.audio.read(read_timeout_s)
+            now = self._clock()
+            if frame is None:
+                if self.audio.closed:
+                    utt = self.endpointer.flush()
+                    if utt is not None:
+                        self._on_utterance(utt)
+                    self._audio_drained = True
+                elif not self._audio_lost and now - self._last_audio_s > self.answers.audio_lost_s:
+                    self._audio_lost = True
+                    self.publish({"event": "device_lost", "device": "microphone"})
+            else:
+                self._last_audio_s = now
+                if self._audio_lost:
+                    self._audio_lost = False
+                    self.publish({"event": "device_recovered", "device": "microphone"})
+                if level_dbfs(frame.pcm) > self.answers.prefetch_level_dbfs:
+                    self._last_loud_s = now
+                utt = self.endpointer.push(frame)
+                if utt is not None:
+                    self._on_utterance(utt)
+            self._run_commands()
+            self._watch_camera(self._clock())
+            self._check_teach_timeout(self._clock())
+        except Exception as exc:  # one bad step must never end the daemon
+            self.counts["errors"] += 1
+            log.exception("controller step failed")
+            self.publish({"event": "error", "error": f"{type(exc).__name__}: {exc}"})
+        self._heartbeat()
+
+    def _speaking(self, now: float) -> bool:
+        return now - self._last_loud_s < 0.5
+
+    # ------------------------------------------------------------------ commands
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                kind, arg = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "press":
+                self._on_press(arg)
+            elif kind == "matching":
+                self.matching = arg
+                log.info("matching thresholds now %s", arg)
+            elif kind == "request":
+                try:
+                    arg.reply = self._handle(arg.request)
+                except Exception as exc:
+                    log.exception("control command %r failed", arg.request.get("cmd"))
+                    arg.reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+                arg.done.set()
+
+    def _handle(self, req: dict) -> dict:
+        cmd = req.get("cmd")
+        if cmd == "teach":
+            self._on_press("socket")
+            return {"ok": True, "state": self.state}
+        if cmd == "cancel":
+            if self.state != "teaching":
+                return {"ok": False, "error": "not teaching", "state": self.state}
+            self._cancel_teach("cancelled")
+            return {"ok": True, "state": self.state}
+        if cmd == "status":
+            return {"ok": True, **self.status()}
+        if cmd == "list":
+            return {"ok": True, "pairs": [
+                {"pair_id": p.pair_id, "label": p.label, "created_unix": p.created_unix} for p in self.memory.pairs()
+            ]}
+        if cmd == "forget":
+            pair_id = _pair_id(req)
+            if not self.memory.forget(pair_id):
+                return {"ok": False, "error": f"no pair {pair_id}"}
+            if pair_id in self.support.ids:
+                self.support.remove(pair_id)
+            self.publish({"event": "forgotten", "pair_id": pair_id})
+            return {"ok": True, "pair_id": pair_id}
+        if cmd == "label":
+            pair_id = _pair_id(req)
+            text = req.get("label", req.get("text"))
+            if text is not None and (not isinstance(text, str) or not text.strip()):
+                return {"ok": False, "error": f"label must be a non-empty string or null, got {text!r}"}
+            if pair_id not in self.support.ids:
+                return {"ok": False, "error": f"no pair {pair_id}"}
+            self.memory.label(pair_id, text)
+            self.support.relabel(pair_id, text)
+            self.publish({"event": "labelled", "pair_id": pair_id, "label": text})
+            return {"ok": True, "pair_id": pair_id, "label": text}
+        if cmd == "ask":
+            pcm, rate = _request_audio(req)
+            event = self._answer(pcm, rate, started_s=self._clock(), utterance=None)
+            return {"ok": True, **event}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def status(self) -> dict:
+        """What the daemon is doing, for the status command and STATUS= lines."""
+        latest = self.frames.latest()
+        return {
+            "state": self.state,
+            "pairs": len(self.support),
+            "speech_encoder": self.speech_encoder.encoder_id,
+            "image_encoder": self.image_encoder.encoder_id,
+            "camera_connected": bool(getattr(self.frames, "connected", latest is not None)),
+            "microphone_lost": self._audio_lost,
+            "dropped_audio_frames": int(getattr(self.audio, "dropped_frames", 0)),
+            "uptime_s": round(self._clock() - self.started_s, 1),
+            **self.counts,
+        }
+
+    # ------------------------------------------------------------------ teaching
+
+    def _on_press(self, source: str) -> None:
+        if self.state == "teaching":
+            self._cancel_teach("second_press")
+            return
+        self.state = "teaching"
+        self._teach_deadline = self._clock() + self.teach_settings.timeout_s
+        self._teach_samples.clear()
+        self._last_sample_s = -1e9
+        self.publish({"event": "teach_started", "source": source, "timeout_s": self.teach_settings.timeout_s})
+
+    def _cancel_teach(self, reason: str) -> None:
+        self.state = "idle"
+        self._teach_samples.clear()
+        self.publish({"event": "teach_cancelled", "reason": reason})
+
+    def _check_teach_timeout(self, now: float) -> None:
+        # An utterance that started before the deadline may still be going on: let it finish.
+        if self.state == "teaching" and now > self._teach_deadline and not self._speaking(now):
+            self._cancel_teach("timeout")
+
+    def _best_sample(self, start_s: float | None, end_s: float | None) -> TeachSample | None:
+        samples = list(self._teach_samples)
+        if start_s is not None and end_s is not None:
+            during = [s for s in samples if start_s - 0.2 <= s.frame.time_s <= end_s]
+            samples = during or samples  # clocks of file sources need not match the camera's
+        if not samples:
+            latest = self.frames.latest()
+            if latest is None:
+                return None
+            cand = self.teach_region(latest.image)
+            return TeachSample(latest, cand, sharpness(cand.crop))
+        return max(samples, key=lambda s: (s.sharpness, s.frame.time_s))
+
+    def _teach(self, utt: Any) -> None:
+        sample = self._best_sample(getattr(utt, "start_s", None), getattr(utt, "end_s", None))
+        if sample is None:
+            self._cancel_teach("no_camera_frame")
+            return
+        speech_vec = self._embed_speech(utt.pcm, utt.sample_rate_hz)
+        image_vec = embed_crops(self.image_encoder, [sample.candidate.crop])[0]
+        pair_id = self.memory.teach(
+            utt.pcm,
+            utt.sample_rate_hz,
+            sample.candidate.crop,
+            label=None,
+            embeddings={self.speech_encoder.encoder_id: np.asarray(speech_vec), self.image_encoder.encoder_id: image_vec},
+        )  # committed durably before it returns: only then is the pair announced
+        self.support.add(pair_id, speech_vec, image_vec, None)
+        self.state = "idle"
+        self._teach_samples.clear()
+        self.counts["taught"] += 1
+        self.publish({
+            "event": "taught",
+            "pair_id": pair_id,
+            "label": None,
+            "box": [int(v) for v in sample.candidate.box],
+            "frame_time_s": round(float(sample.frame.time_s), 3),
+            "sharpness": round(sample.sharpness, 1),
+            "utterance_ms": round(1000.0 * len(utt.pcm) / utt.sample_rate_hz),
+            "pairs": len(self.support),
+        })
+
+    # ------------------------------------------------------------------ the view
+
+    def _watch_camera(self, now: float) -> None:
+        connected = bool(getattr(self.frames, "connected", True))
+        if self._camera_connected is not None and connected != self._camera_connected:
+            self.publish({"event": "device_recovered" if connected else "device_lost", "device": "camera"})
+        self._camera_connected = connected
+        frame = self.frames.latest()
+        if frame is None or frame.index == self._last_frame_index:
+            return
+        self._last_frame_index = frame.index
+        if self.state == "teaching":
+            if now - self._last_sample_s >= self.teach_settings.sample_interval_ms / 1000.0:
+                self._last_sample_s = now
+                cand = self.teach_region(frame.image)
+                self._teach_samples.append(TeachSample(frame, cand, sharpness(cand.crop)))
+            return
+        interval_s = self.answers.prefetch_interval_ms / 1000.0
+        due = self._speaking(now) and now - self._last_prefetch_s >= interval_s
+        if self.answers.recent_view_s > 0 and now - self._last_prefetch_s >= self.answers.recent_view_interval_s:
+            due = True
+        if due:
+            self._last_prefetch_s = now
+            self._embed_view(frame)
+
+    def _embed_view(self, frame: Any) -> View:
+        candidates = self.finder.find(frame.image)
+        if candidates:
+            embeddings = embed_crops(self.image_encoder, [c.crop for c in candidates])
+        else:
+            embeddings = np.zeros((0, 1), np.float32)
+        view = View(frame, candidates, np.asarray(embeddings, np.float32))
+        self._views.append(view)
+        keep_s = max(self.answers.recent_view_s, self.answers.reuse_view_ms / 1000.0)
+        while len(self._views) > 1 and frame.time_s - self._views[0].frame.time_s > keep_s:
+            self._views.popleft()
+        return view
+
+    def _current_view(self) -> tuple[View | None, bool]:
+        """The view to answer with, and whether its embeddings were already cached."""
+        latest = self.frames.latest()
+        if latest is None:
+            return None, False
+        if self._views:
+            cached = self._views[-1]
+            if latest.time_s - cached.frame.time_s <= self.answers.reuse_view_ms / 1000.0:
+                return cached, True
+        return self._embed_view(latest), False
+
+    # ------------------------------------------------------------------ requests
+
+    def _embed_speech(self, pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+        samples = to_float(np.asarray(pcm))
+        samples = resample(samples, int(sample_rate_hz), self.feature_settings.sample_rate_hz)
+        feats = speech_features(samples, self.feature_settings)
+        return np.asarray(self.speech_encoder.embed([feats])[0], np.float32)
+
+    def _on_utterance(self, utt: Any) -> None:
+        started = self._clock()
+        self.counts["utterances"] += 1
+        if self.state == "teaching":
+            self._teach(utt)
+            return
+        self._answer(utt.pcm, utt.sample_rate_hz, started, utt)
+
+    def _answer(self, pcm: np.ndarray, rate: int, started_s: float, utterance: Any | None) -> Event:
+        self.counts["requests"] += 1
+        query = self._embed_speech(pcm, rate)
+        if len(self.support) == 0:
+            return self.publish({"event": "unknown_word", "reason": "nothing_taught", "latency_ms": self._ms(started_s)})
+        view, cached = self._current_view()
+        empty = np.zeros((0, 1), np.float32)
+        res = self.support.resolve(query, view.embeddings if view and view.candidates else empty, self.matching)
+        used = view
+        if res.status in ("not_in_view", "no_candidates") and self.answers.recent_view_s > 0:
+            res, used = self._resolve_recent(query, res, view)
+        base: Event = {
+            "pair_id": res.pair_id,
+            "label": res.label,
+            "speech_distance": _round(res.speech_distance),
+            "view_cached": cached,
+        }
+        if utterance is not None:
+            base["utterance_ms"] = round(1000.0 * len(utterance.pcm) / utterance.sample_rate_hz)
+        if res.status == "unknown_word":
+            return self.publish({"event": "unknown_word", **base, "latency_ms": self._ms(started_s)})
+        if res.status != "resolved" or used is None:
+            event = {"event": "not_in_view", **base, "candidates": len(view.candidates) if view else 0,
+                     "image_distance": _round(res.ranked[0].image_distance) if res.ranked else None,
+                     "reason": "no_camera_frame" if view is None else res.status, "latency_ms": self._ms(started_s)}
+            if view is not None:
+                event["image"] = self._save(view, None, res, "not_in_view")
+            return self.publish(event)
+        best = res.best
+        cand = used.candidates[best.index]
+        self.counts["resolved"] += 1
+        event = {
+            "event": "resolved", **base,
+            "box": [int(v) for v in cand.box],
+            "image_distance": _round(best.image_distance),
+            "frame_time_s": round(float(used.frame.time_s), 3),
+            "in_view": used is view,
+            "latency_ms": self._ms(started_s),
+        }
+        event["image"] = self._save(used, cand, res, "resolved")
+        return self.publish(event)
+
+    def _resolve_recent(self, query: np.ndarray, res: Resolution, current: View | None) -> tuple[Resolution, View | None]:
+        """Search the views of the last ``recent_view_s`` seconds, newest first; the first resolution wins."""
+        for view in reversed(self._views):
+            if view is current or not view.candidates:
+                continue
+            if current is not None and current.frame.time_s - view.frame.time_s > self.answers.recent_view_s:
+                break
+            again = self.support.resolve(query, view.embeddings, self.matching)
+            if again.status == "resolved":
+                return again, view
+        return res, current
+
+    def _ms(self, started_s: float) -> float:
+        return round(1000.0 * (self._clock() - started_s), 2)
+
+    # ------------------------------------------------------------------ output
+
+    def publish(self, event: Event) -> Event:
+        """Stamp, log as one line, and hand to the sinks (control socket, demo, tests)."""
+        event = {**event, "time_unix": round(time.time(), 3)}
+        log.info("event %s", json.dumps(event, separators=(",", ":"), default=str))
+        try:
+            self._publish_sink(event)
+        except Exception:
+            log.exception("publishing event %s failed", event.get("event"))
+        return event
+
+    def _save(self, view: View, cand: Any | None, res: Resolution, status: str) -> str | None:
+        """Annotated JPEG of the answer, written atomically; its path, or None when disabled."""
+        if self.answers.save_dir is None:
+            return None
+        out_dir = Path(self.answers.save_dir)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            img = cv2.cvtColor(view.frame.image, cv2.COLOR_RGB2BGR)
+            name = res.label or (f"pair {res.pair_id}" if res.pair_id is not None else "?")
+            if cand is not None:
+                x, y, w, h = (int(v) for v in cand.box)
+                cv2.rectangle(img, (x, y), (x + w, y + h), (0, 220, 0), 2)
+                cv2.putText(img, name, (x, max(14, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 220, 0), 2, cv2.LINE_AA)
+            else:
+                cv2.putText(img, f"not in view: {name}", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 230), 2, cv2.LINE_AA)
+            ok, data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.answers.jpeg_quality])
+            if not ok:
+                raise OSError("JPEG encoding failed")
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            path = out_dir / f"{stamp}-{self.counts['requests']:05d}-{status}.jpg"
+            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".answer.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data.tobytes())
+            os.replace(tmp, path)
+            self._saved.append(path)
+            while len(self._saved) > self.answers.max_saved_images:
+                self._saved.popleft().unlink(missing_ok=True)
+            return str(path)
+        except OSError as exc:
+            log.warning("answers.save_dir %s: cannot save the answer image (%s)", out_dir, exc)
+            return None
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 4)
+
+
+def _pair_id(req: dict) -> int:
+    value = req.get("pair_id", req.get("id_"))
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"pair_id must be an integer, got {value!r}")
+    return value
+
+
+def _request_audio(req: dict) -> tuple[np.ndarray, int]:
+    """The audio of an ``ask`` request: {"wav": path} or {"pcm_b64": ..., "sample_rate_hz": ...} (int16 mono)."""
+    if "wav" in req:
+        samples = read_wav(str(req["wav"]), 16000)
+        return (np.clip(samples, -1, 1) * 32767).astype(np.int16), 16000
+    if "pcm_b64" in req:
+        try:
+            pcm = np.frombuffer(base64.b64decode(req["pcm_b64"], validate=True), np.int16)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"pcm_b64: not base64 int16 audio ({exc})") from None
+        rate = req.get("sample_rate_hz", 16000)
+        if not isinstance(rate, int) or not 4000 <= rate <= 192000:
+            raise ValueError(f"sample_rate_hz must be an integer 4000-192000, got {rate!r}")
+        if pcm.size < rate // 10:
+            raise ValueError("pcm_b64: less than 0.1 s of audio")
+        return pcm, rate
+    raise ValueError("ask needs 'wav' (a path the daemon can read) or 'pcm_b64' with 'sample_rate_hz'")
+
+
+def run_in_thread(controller: Controller) -> threading.Thread:
+    """Start the controller loop in its own thread."""
+    thread = threading.Thread(target=controller.run, name="controller", daemon=True)
+    thread.start()
+    return thread
+

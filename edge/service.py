@@ -1,0 +1,284 @@
+"""The service around the controller: assembly of devices, sd_notify, signals, clean stop, reload.
+
+The main thread owns signals and readiness; the controller runs in its own thread and pets the
+systemd watchdog from its loop, so a hung controller gets the service restarted. sd_notify is
+a datagram to ``$NOTIFY_SOCKET`` (no libsystemd needed). SIGTERM/SIGINT stop cleanly: the
+controller finishes its step, the devices and the control socket close, the memory closes (every
+taught pair was already committed when it was announced). SIGHUP re-reads the YAML and applies its
+matching thresholds; a broken file is reported and the running thresholds are kept.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from edge.settings import setting
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """How the daemon talks to systemd and how long it may take to stop."""
+
+    watchdog_fraction: float = setting(0.5, "send WATCHDOG=1 every this fraction of systemd's WatchdogSec", min=0.1, max=0.9)
+    status_interval_s: float = setting(10.0, "least time between two STATUS= updates, s", min=1.0, max=3600.0)
+    stop_timeout_s: float = setting(5.0, "on SIGTERM wait this long for the controller thread (keep well below TimeoutStopSec), s", min=0.5, max=60.0)
+    request_timeout_s: float = setting(10.0, "a control command waits this long for the controller's reply, s", min=0.5, max=120.0)
+
+
+class Notifier:
+    """sd_notify over the ``$NOTIFY_SOCKET`` datagram socket; does nothing when not run by systemd."""
+
+    def __init__(self, socket_path: str | None, watchdog_usec: int | None = None, fraction: float = 0.5) -> None:
+        self.socket_path = socket_path
+        self.watchdog_interval_s = watchdog_usec * fraction / 1e6 if watchdog_usec else None
+        self._last_watchdog_s = -1e9
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        if socket_path:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._address = "\0" + socket_path[1:] if socket_path.startswith("@") else socket_path
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] = os.environ, fraction: float = 0.5) -> "Notifier":
+        """The notifier systemd asked for through NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID."""
+        usec = environ.get("WATCHDOG_USEC")
+        pid = environ.get("WATCHDOG_PID")
+        watchdog = int(usec) if usec and usec.isdigit() and (not pid or pid == str(os.getpid())) else None
+        return cls(environ.get("NOTIFY_SOCKET") or None, watchdog, fraction)
+
+    @property
+    def enabled(self) -> bool:
+        """True when run by systemd with Type=notify."""
+        return self._sock is not None
+
+    def notify(self, *lines: str) -> bool:
+        """Send ``KEY=VALUE`` lines; False when not under systemd or the socket is gone."""
+        if self._sock is None:
+            return False
+        try:
+            with self._lock:
+                self._sock.sendto("\n".join(lines).encode(), self._address)
+            return True
+        except OSError as exc:
+            log.warning("sd_notify to %s failed: %s", self.socket_path, exc)
+            return False
+
+    def ready(self, status: str) -> None:
+        """READY=1: models loaded and devices opened."""
+        self.notify("READY=1", f"STATUS={status}")
+
+    def status(self, text: str) -> None:
+        """One STATUS= line, shown by ``systemctl status``."""
+        self.notify(f"STATUS={text}")
+
+    def watchdog(self) -> None:
+        """WATCHDOG=1, at most every fraction of WatchdogSec; call it from the controller loop."""
+        if self.watchdog_interval_s is None:
+            return
+        now = time.monotonic()
+        if now - self._last_watchdog_s >= self.watchdog_interval_s:
+            self._last_watchdog_s = now
+            self.notify("WATCHDOG=1")
+
+    def reloading(self) -> None:
+        """RELOADING=1 with the monotonic time, as systemd expects before a reload completes."""
+        self.notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+
+    def stopping(self) -> None:
+        """STOPPING=1: a clean stop has begun."""
+        self.notify("STOPPING=1", "STATUS=stopping")
+
+    def close(self) -> None:
+        """Close the socket."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+class Daemon:
+    """Memory, encoders, endpointer, finder, controller and control socket over the given devices."""
+
+    def __init__(
+        self,
+        cfg: Any,
+        *,
+        audio: Any,
+        frames: Any,
+        button: Any,
+        notifier: Notifier | None = None,
+        listeners: Iterable[Callable[[dict], None]] = (),
+        control: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.audio = audio
+        self.frames = frames
+        self.button = button
+        self.notifier = notifier or Notifier(None)
+        self.listeners = list(listeners)
+        self.use_control = control
+        self.memory: Any = None
+        self.control: Any = None
+        self.controller: Any = None
+        self._thread: threading.Thread | None = None
+        self._started: list[Any] = []
+
+    def start(self) -> None:
+        """Load the models and memory, open the devices, start the threads; raises on anything unusable."""
+        from edge.candidates import make_finder, teach_region
+        from edge.daemon import Controller, run_in_thread
+        from edge.encoders import load_image_encoder, load_speech_encoder
+        from edge.memory import Memory
+        from edge.vad import Endpointer
+
+        cfg = self.cfg
+        speech = load_speech_encoder(cfg.encoders, cfg.speech_features)
+        image = load_image_encoder(cfg.encoders)
+        state_dir = Path(cfg.memory.state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.memory = Memory(state_dir / cfg.memory.db_name)
+        self.controller = Controller(
+            speech_encoder=speech,
+            image_encoder=image,
+            feature_settings=cfg.speech_features,
+            memory=self.memory,
+            audio=self.audio,
+            endpointer=Endpointer(cfg.vad),
+            frames=self.frames,
+            finder=make_finder(cfg.candidates),
+            teach_region=lambda img: teach_region(img, cfg.candidates),
+            teach=cfg.teach,
+            answers=cfg.answers,
+            matching=cfg.matching,
+            publish=self._publish,
+            heartbeat=self.notifier.watchdog,
+        )
+        pairs = self.controller.load_memory()
+        log.info("memory %s: %d taught pairs loaded", state_dir / cfg.memory.db_name, pairs)
+        if self.use_control:
+            from edge.control import ControlServer
+
+            self.control = ControlServer(cfg.control, self._handle)
+            self.control.start()
+            self._started.append(self.control)
+        for device in (self.frames, self.audio):
+            device.start()
+            self._started.append(device)
+        self.button.start(lambda: self.controller.press("button"))
+        self._started.append(self.button)
+        self._thread = run_in_thread(self.controller)
+        status = f"ready: {pairs} pairs, speech {speech.encoder_id}, image {image.encoder_id}"
+        self.controller.publish({"event": "ready", "pairs": pairs, "speech_encoder": speech.encoder_id, "image_encoder": image.encoder_id})
+        self.notifier.ready(status)
+
+    def _publish(self, event: dict) -> None:
+        if self.control is not None:
+            self.control.publish(event)
+        for listener in self.listeners:
+            listener(event)
+
+    def _handle(self, request: dict) -> dict:
+        return self.controller.request(request, timeout_s=self.cfg.service.request_timeout_s)
+
+    def wait_finished(self, timeout_s: float) -> bool:
+        """Wait for the controller loop to end (a finite audio source ran out); True when it did."""
+        return self.controller is not None and self.controller.finished.wait(timeout_s)
+
+    def reload(self, config_path: str | os.PathLike) -> bool:
+        """Re-read the YAML and apply its matching thresholds; False (running ones kept) when it is unusable."""
+        from edge.config import ConfigError, load_config
+
+        self.notifier.reloading()
+        try:
+            new = load_config(config_path)
+        except ConfigError as exc:
+            log.error("reload refused, running settings kept: %s", exc)
+            self.controller.publish({"event": "error", "error": f"reload refused: {exc}"})
+            self.notifier.notify("READY=1", "STATUS=reload refused (see log)")
+            return False
+        self.controller.set_matching(new.matching)
+        self.controller.publish({"event": "reloaded", "matching": {
+            "unknown_word_distance": new.matching.unknown_word_distance,
+            "not_in_view_distance": new.matching.not_in_view_distance,
+        }})
+        self.notifier.notify("READY=1", "STATUS=thresholds reloaded")
+        return True
+
+    def close(self) -> None:
+        """Stop the controller, then close devices, socket and memory; safe to call twice."""
+        if self.controller is not None:
+            self.controller.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=self.cfg.service.stop_timeout_s)
+            if self._thread.is_alive():
+                log.error("controller did not stop within %.1f s", self.cfg.service.stop_timeout_s)
+            self._thread = None
+        for thing in reversed(self._started):
+            try:
+                thing.close()
+            except Exception:
+                log.exception("closing %s failed", type(thing).__name__)
+        self._started.clear()
+        if self.memory is not None:
+            self.memory.close()
+            self.memory = None
+
+
+def run_service(config_path: str | os.PathLike) -> int:
+    """``showsay run``: the daemon with the configured microphone, camera and button until SIGTERM."""
+    from edge.button import make_button
+    from edge.camera import Camera
+    from edge.config import ConfigError, load_config
+    from edge.hearing import MicrophoneSource
+    from edge.model_io import ModelError
+
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    notifier = Notifier.from_environ(fraction=cfg.service.watchdog_fraction)
+    stop = threading.Event()
+    reload = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
+    notifier.status("loading models and opening devices")
+    daemon = Daemon(cfg, audio=MicrophoneSource(cfg.microphone), frames=Camera(cfg.camera), button=make_button(cfg.button), notifier=notifier)
+    try:
+        daemon.start()
+    except (ConfigError, ModelError, OSError, ValueError, RuntimeError) as exc:
+        log.error("cannot start: %s", exc)
+        notifier.status(f"failed to start: {exc}")
+        daemon.close()
+        return 1
+    last_status = 0.0
+    try:
+        while not stop.wait(0.25):
+            if reload.is_set():
+                reload.clear()
+                daemon.reload(config_path)
+            if daemon.controller.finished.is_set():
+                log.error("the controller loop ended unexpectedly")
+                return 1
+            now = time.monotonic()
+            if now - last_status >= cfg.service.status_interval_s:
+                last_status = now
+                s = daemon.controller.status()
+                notifier.status(f"{s['state']}: {s['pairs']} pairs, {s['requests']} requests, {s['resolved']} resolved, "
+                                f"camera {'ok' if s['camera_connected'] else 'lost'}")
+        log.info("stop requested: closing")
+        return 0
+    finally:
+        notifier.stopping()
+        daemon.close()
+        notifier.close()
+        log.info("stopped")
