@@ -66,7 +66,6 @@ class AnswerSettings:
     recent_view_s: float = setting(0.0, "when the word's object is not in view, also search candidates seen this many seconds back (0 = current view only)", min=0.0, max=600.0)
     recent_view_interval_s: float = setting(1.0, "with recent_view_s > 0: embed the view at least this often even in silence, s", min=0.1, max=60.0)
     reuse_view_ms: float = setting(600.0, "answer with candidate embeddings cached for a frame at most this much older than the newest frame, ms", min=0.0, max=10_000.0)
-    prefetch_level_dbfs: float = setting(-45.0, "audio level (RMS, dBFS) above which someone may be speaking and candidates are embedded ahead of the answer", min=-120.0, max=0.0)
     prefetch_interval_ms: float = setting(200.0, "least time between two ahead-of-time candidate embeddings while speaking, ms", min=0.0, max=5000.0)
     audio_lost_s: float = setting(3.0, "no audio frame for this long is reported as device_lost (microphone)", min=0.5, max=60.0)
 
@@ -82,6 +81,8 @@ class AudioSourceLike(Protocol):
 
 
 class EndpointerLike(Protocol):
+    in_speech: bool  # an utterance is in progress (its end not yet found)
+
     def push(self, frame: Any) -> Any: ...
 
     def flush(self) -> Any: ...
@@ -144,14 +145,6 @@ def sharpness(crop: np.ndarray) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_32F).var())
 
 
-def level_dbfs(pcm: np.ndarray) -> float:
-    """RMS level of int16 PCM in dBFS (-120 for digital silence)."""
-    if pcm.size == 0:
-        return -120.0
-    rms = float(np.sqrt(np.mean(np.square(pcm.astype(np.float32) / 32768.0))))
-    return max(-120.0, 20.0 * np.log10(max(rms, 1e-6)))
-
-
 class Controller:
     """The state machine; run :meth:`run` in its own thread, feed it with :meth:`press` and :meth:`request`."""
 
@@ -197,11 +190,13 @@ class Controller:
         self._last_sample_s = -1e9
         self._views: deque[View] = deque(maxlen=256)
         self._last_prefetch_s = -1e9
-        self._last_loud_s = -1e9
+        self._speech_seen_s = -1e9
+        self._teach_label: str | None = None
+        self._devices_lost: set[str] = set()
         self._last_frame_index: int | None = None
         self._last_audio_s = clock()
-        self._audio_lost = False
-        self._camera_connected: bool | None = None
+        self._camera_seen = False
+        self._publish_lock = threading.Lock()
         self._commands: queue.Queue = queue.Queue(maxsize=64)
         self._stop = threading.Event()
         self.finished = threading.Event()
@@ -291,17 +286,15 @@ class Controller:
                     if utt is not None:
                         self._on_utterance(utt)
                     self._audio_drained = True
-                elif not self._audio_lost and now - self._last_audio_s > self.answers.audio_lost_s:
-                    self._audio_lost = True
-                    self.publish({"event": "device_lost", "device": "microphone"})
+                elif "microphone" not in self._devices_lost and now - self._last_audio_s > self.answers.audio_lost_s:
+                    self.publish({"event": "device_lost", "device": "microphone", "reason": f"no audio for {self.answers.audio_lost_s:g} s"})
             else:
                 self._last_audio_s = now
-                if self._audio_lost:
-                    self._audio_lost = False
+                if "microphone" in self._devices_lost:
                     self.publish({"event": "device_recovered", "device": "microphone"})
-                if level_dbfs(frame.pcm) > self.answers.prefetch_level_dbfs:
-                    self._last_loud_s = now
                 utt = self.endpointer.push(frame)
+                if self.endpointer.in_speech:
+                    self._speech_seen_s = now
                 if utt is not None:
                     self._on_utterance(utt)
             self._run_commands()
@@ -314,7 +307,8 @@ class Controller:
         self._heartbeat()
 
     def _speaking(self, now: float) -> bool:
-        return now - self._last_loud_s < 0.5
+        """Someone is (or was a moment ago) speaking: the endpointer has an utterance open."""
+        return now - self._speech_seen_s < 0.1
 
     # ------------------------------------------------------------------ commands
 
@@ -340,7 +334,10 @@ class Controller:
     def _handle(self, req: dict) -> dict:
         cmd = req.get("cmd")
         if cmd == "teach":
-            self._on_press("socket")
+            label = req.get("label")
+            if label is not None and (not isinstance(label, str) or not label.strip()):
+                return {"ok": False, "error": f"label must be a non-empty string, got {label!r}"}
+            self._on_press("socket", label)
             return {"ok": True, "state": self.state}
         if cmd == "cancel":
             if self.state != "teaching":
@@ -387,7 +384,7 @@ class Controller:
             "speech_encoder": self.speech_encoder.encoder_id,
             "image_encoder": self.image_encoder.encoder_id,
             "camera_connected": bool(getattr(self.frames, "connected", latest is not None)),
-            "microphone_lost": self._audio_lost,
+            "devices_lost": sorted(self._devices_lost),
             "dropped_audio_frames": int(getattr(self.audio, "dropped_frames", 0)),
             "uptime_s": round(self._clock() - self.started_s, 1),
             **self.counts,
@@ -395,15 +392,16 @@ class Controller:
 
     # ------------------------------------------------------------------ teaching
 
-    def _on_press(self, source: str) -> None:
+    def _on_press(self, source: str, label: str | None = None) -> None:
         if self.state == "teaching":
             self._cancel_teach("second_press")
             return
         self.state = "teaching"
+        self._teach_label = label
         self._teach_deadline = self._clock() + self.teach_settings.timeout_s
         self._teach_samples.clear()
         self._last_sample_s = -1e9
-        self.publish({"event": "teach_started", "source": source, "timeout_s": self.teach_settings.timeout_s})
+        self.publish({"event": "teach_started", "source": source, "label": label, "timeout_s": self.teach_settings.timeout_s})
 
     def _cancel_teach(self, reason: str) -> None:
         self.state = "idle"
@@ -439,17 +437,17 @@ class Controller:
             utt.pcm,
             utt.sample_rate_hz,
             sample.candidate.crop,
-            label=None,
+            label=self._teach_label,
             embeddings={self.speech_encoder.encoder_id: np.asarray(speech_vec), self.image_encoder.encoder_id: image_vec},
         )  # committed durably before it returns: only then is the pair announced
-        self.support.add(pair_id, speech_vec, image_vec, None)
+        self.support.add(pair_id, speech_vec, image_vec, self._teach_label)
         self.state = "idle"
         self._teach_samples.clear()
         self.counts["taught"] += 1
         self.publish({
             "event": "taught",
             "pair_id": pair_id,
-            "label": None,
+            "label": self._teach_label,
             "box": [int(v) for v in sample.candidate.box],
             "frame_time_s": round(float(sample.frame.time_s), 3),
             "sharpness": round(sample.sharpness, 1),
@@ -460,10 +458,11 @@ class Controller:
     # ------------------------------------------------------------------ the view
 
     def _watch_camera(self, now: float) -> None:
+        # The camera reports its own losses (on_event); this catches a source that only changes state.
         connected = bool(getattr(self.frames, "connected", True))
-        if self._camera_connected is not None and connected != self._camera_connected:
+        self._camera_seen = self._camera_seen or connected
+        if self._camera_seen and connected == ("camera" in self._devices_lost):
             self.publish({"event": "device_recovered" if connected else "device_lost", "device": "camera"})
-        self._camera_connected = connected
         frame = self.frames.latest()
         if frame is None or frame.index == self._last_frame_index:
             return
@@ -584,6 +583,13 @@ class Controller:
     def publish(self, event: Event) -> Event:
         """Stamp, log as one line, and hand to the sinks (control socket, demo, tests)."""
         event = {**event, "time_unix": round(time.time(), 3)}
+        if event["event"] in ("device_lost", "device_recovered"):
+            device = str(event.get("device"))
+            lost = event["event"] == "device_lost"
+            with self._publish_lock:  # devices report from their own threads
+                if lost == (device in self._devices_lost):
+                    return event  # already known (the device and the controller both noticed)
+                (self._devices_lost.add if lost else self._devices_lost.discard)(device)
         log.info("event %s", json.dumps(event, separators=(",", ":"), default=str))
         try:
             self._publish_sink(event)

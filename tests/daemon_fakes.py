@@ -16,6 +16,7 @@ FRAME_SAMPLES = 480  # 30 ms
 class AudioFrame:
     pcm: np.ndarray
     time_s: float
+    sample_rate_hz: int = RATE
 
 
 @dataclass
@@ -78,6 +79,10 @@ class EnergyEndpointer:
 
     def __init__(self) -> None:
         self.frames: list = []
+
+    @property
+    def in_speech(self) -> bool:
+        return bool(self.frames)
 
     def push(self, frame):
         loud = np.abs(frame.pcm).max() > 1000

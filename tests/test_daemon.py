@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from edge.daemon import AnswerSettings, Controller, TeachSettings, level_dbfs, run_in_thread, sharpness
+from edge.daemon import AnswerSettings, Controller, TeachSettings, run_in_thread, sharpness
 from edge.encoders import DtwSpeech, PixelImage
 from edge.features import SpeechFeatureSettings
 from edge.matching import MatchSettings
@@ -300,9 +300,3 @@ def test_threaded_controller_ends_with_a_finite_source():
     assert rig.ctrl.finished.wait(10.0)
     thread.join(timeout=5.0)
     assert rig.names()[-1] == "taught"
-
-
-def test_level_dbfs():
-    assert level_dbfs(np.zeros(480, np.int16)) == -120.0
-    full = (np.sin(np.linspace(0, 100, 480)) * 32767).astype(np.int16)
-    assert -4.0 < level_dbfs(full) < -2.0
