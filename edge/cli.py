@@ -16,6 +16,9 @@ COMMAND_MODULES = (
     "edge.commands.check",
     "edge.commands.bench",
     "edge.commands.data",
+    "edge.commands.run",
+    "edge.commands.demo",
+    "edge.commands.bench_latency",
 )
 # Subcommands served by other packages: name -> (module with main(argv) -> int, extra to install, help).
 DELEGATED = {

@@ -371,8 +371,7 @@ class Controller:
             return {"ok": True, "pair_id": pair_id, "label": text}
         if cmd == "ask":
             pcm, rate = _request_audio(req)
-            event = self._answer(pcm, rate, started_s=self._clock(), utterance=None)
-            return {"ok": True, **event}
+            return {"ok": True, **self.answer(pcm, rate)}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def status(self) -> dict:
@@ -507,11 +506,21 @@ class Controller:
 
     # ------------------------------------------------------------------ requests
 
+    def _features(self, pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+        samples = resample(to_float(np.asarray(pcm)), int(sample_rate_hz), self.feature_settings.sample_rate_hz)
+        return speech_features(samples, self.feature_settings)
+
     def _embed_speech(self, pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
-        samples = to_float(np.asarray(pcm))
-        samples = resample(samples, int(sample_rate_hz), self.feature_settings.sample_rate_hz)
-        feats = speech_features(samples, self.feature_settings)
-        return np.asarray(self.speech_encoder.embed([feats])[0], np.float32)
+        return np.asarray(self.speech_encoder.embed([self._features(pcm, sample_rate_hz)])[0], np.float32)
+
+    def answer(self, pcm: np.ndarray, sample_rate_hz: int) -> Event:
+        """Answer one spoken request now (the ``ask`` command, the latency benchmark); publishes and returns the event."""
+        return self._answer(pcm, sample_rate_hz, self._clock(), None)
+
+    def prefetch_view(self) -> View | None:
+        """Embed the candidates of the newest frame, as the loop does while someone speaks."""
+        frame = self.frames.latest()
+        return None if frame is None else self._embed_view(frame)
 
     def _on_utterance(self, utt: Any) -> None:
         started = self._clock()
@@ -523,20 +532,31 @@ class Controller:
 
     def _answer(self, pcm: np.ndarray, rate: int, started_s: float, utterance: Any | None) -> Event:
         self.counts["requests"] += 1
-        query = self._embed_speech(pcm, rate)
+        feats = self._features(pcm, rate)
+        t_features = self._clock()
+        query = np.asarray(self.speech_encoder.embed([feats])[0], np.float32)
+        t_speech = self._clock()
         if len(self.support) == 0:
             return self.publish({"event": "unknown_word", "reason": "nothing_taught", "latency_ms": self._ms(started_s)})
         view, cached = self._current_view()
+        t_view = self._clock()
         empty = np.zeros((0, 1), np.float32)
         res = self.support.resolve(query, view.embeddings if view and view.candidates else empty, self.matching)
         used = view
         if res.status in ("not_in_view", "no_candidates") and self.answers.recent_view_s > 0:
             res, used = self._resolve_recent(query, res, view)
+        t_match = self._clock()
         base: Event = {
             "pair_id": res.pair_id,
             "label": res.label,
             "speech_distance": _round(res.speech_distance),
             "view_cached": cached,
+            "timings_ms": {  # the parts of latency_ms
+                "features": round(1000 * (t_features - started_s), 3),
+                "speech_embedding": round(1000 * (t_speech - t_features), 3),
+                "candidate_embeddings": round(1000 * (t_view - t_speech), 3),
+                "match": round(1000 * (t_match - t_view), 3),
+            },
         }
         if utterance is not None:
             base["utterance_ms"] = round(1000.0 * len(utterance.pcm) / utterance.sample_rate_hz)

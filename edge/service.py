@@ -104,6 +104,22 @@ class Notifier:
             self._sock = None
 
 
+class EventRelay:
+    """Device events (``on_event`` of the microphone, camera, endpointer) on their way to the controller.
+
+    Devices are made before the controller exists; until :attr:`target` is set the events are only logged.
+    """
+
+    def __init__(self) -> None:
+        self.target: Callable[[dict], Any] | None = None
+
+    def __call__(self, event: dict) -> None:
+        if self.target is None:
+            log.info("device event before start-up finished: %s", event)
+        else:
+            self.target(event)
+
+
 class Daemon:
     """Memory, encoders, endpointer, finder, controller and control socket over the given devices."""
 
@@ -117,6 +133,7 @@ class Daemon:
         notifier: Notifier | None = None,
         listeners: Iterable[Callable[[dict], None]] = (),
         control: bool = True,
+        relay: EventRelay | None = None,
     ) -> None:
         self.cfg = cfg
         self.audio = audio
@@ -125,6 +142,7 @@ class Daemon:
         self.notifier = notifier or Notifier(None)
         self.listeners = list(listeners)
         self.use_control = control
+        self.relay = relay or EventRelay()
         self.memory: Any = None
         self.control: Any = None
         self.controller: Any = None
@@ -142,16 +160,14 @@ class Daemon:
         cfg = self.cfg
         speech = load_speech_encoder(cfg.encoders, cfg.speech_features)
         image = load_image_encoder(cfg.encoders)
-        state_dir = Path(cfg.memory.state_dir)
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.memory = Memory(state_dir / cfg.memory.db_name)
+        self.memory = Memory.from_settings(cfg.memory)
         self.controller = Controller(
             speech_encoder=speech,
             image_encoder=image,
             feature_settings=cfg.speech_features,
             memory=self.memory,
             audio=self.audio,
-            endpointer=Endpointer(cfg.vad),
+            endpointer=Endpointer(cfg.vad, on_event=self.relay),
             frames=self.frames,
             finder=make_finder(cfg.candidates),
             teach_region=lambda img: teach_region(img, cfg.candidates),
@@ -161,8 +177,9 @@ class Daemon:
             publish=self._publish,
             heartbeat=self.notifier.watchdog,
         )
+        self.relay.target = self.controller.publish
         pairs = self.controller.load_memory()
-        log.info("memory %s: %d taught pairs loaded", state_dir / cfg.memory.db_name, pairs)
+        log.info("memory %s: %d taught pairs loaded", self.memory.path, pairs)
         if self.use_control:
             from edge.control import ControlServer
 
@@ -238,6 +255,7 @@ def run_service(config_path: str | os.PathLike) -> int:
     from edge.camera import Camera
     from edge.config import ConfigError, load_config
     from edge.hearing import MicrophoneSource
+    from edge.memory import MemoryError_
     from edge.model_io import ModelError
 
     try:
@@ -252,13 +270,24 @@ def run_service(config_path: str | os.PathLike) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: reload.set())
     notifier.status("loading models and opening devices")
-    daemon = Daemon(cfg, audio=MicrophoneSource(cfg.microphone), frames=Camera(cfg.camera), button=make_button(cfg.button), notifier=notifier)
+    relay = EventRelay()
+    daemon: Daemon | None = None
     try:
+        daemon = Daemon(
+            cfg,
+            audio=MicrophoneSource(cfg.microphone, on_event=relay),
+            frames=Camera(cfg.camera, on_event=relay),
+            button=make_button(cfg.button),
+            notifier=notifier,
+            relay=relay,
+        )
         daemon.start()
-    except (ConfigError, ModelError, OSError, ValueError, RuntimeError) as exc:
+    except (ConfigError, ModelError, MemoryError_, OSError, ValueError, RuntimeError) as exc:
         log.error("cannot start: %s", exc)
         notifier.status(f"failed to start: {exc}")
-        daemon.close()
+        if daemon is not None:
+            daemon.close()
+        notifier.close()
         return 1
     last_status = 0.0
     try:

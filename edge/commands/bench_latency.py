@@ -1,0 +1,254 @@
+"""``showsay bench-latency`` and ``showsay bench-idle``: the daemon's answer latency and idle cost.
+
+bench-latency drives the controller's own answer path (the code ``ask`` and a heard request run)
+with real utterances from the bundled session, a frame with ``--candidates`` candidates in view and
+support sets of 10, 1,000 and 10,000 pairs, for every speech and image encoder available.
+Latency runs from the end of the utterance (the endpointer has closed it) to the answer event:
+features, speech embedding, candidate embeddings (cached while the person spoke, as the daemon
+does; the uncached cost is reported too) and the match. Support sets beyond the bundled utterances
+are filled with perturbed copies of real embeddings: matching cost depends on sizes, not content.
+
+bench-idle runs the whole daemon (microphone or a silent real-time source, a 15 fps camera, the
+control socket) for ``--seconds`` and reports its CPU use and resident memory.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the subcommands."""
+    p = sub.add_parser("bench-latency", help="answer latency (end of utterance to answer) p50/p95 by support-set size and encoder")
+    p.add_argument("--pairs", default="10,1000,10000", help="support-set sizes, comma-separated (default 10,1000,10000)")
+    p.add_argument("--candidates", type=int, default=10, help="candidates in view (default 10)")
+    p.add_argument("--requests", type=int, default=100, help="requests per measurement (default 100)")
+    p.add_argument("--speech-encoder", action="append", help="speech encoder(s) to measure (default: dtw and the shipped one if present)")
+    p.add_argument("--image-encoder", action="append", help="image encoder(s) to measure (default: pixels and every shipped one present)")
+    p.add_argument("--json", help="write the results here as JSON")
+    p.set_defaults(func=run_latency)
+
+    p = sub.add_parser("bench-idle", help="daemon CPU use and resident memory while listening to silence with a camera running")
+    p.add_argument("--config", help="config to run (default: built-in defaults with the baseline encoders)")
+    p.add_argument("--seconds", type=float, default=120.0, help="how long to measure (default 120; the target run is 600)")
+    p.add_argument("--fps", type=float, default=15.0, help="camera frame rate (default 15)")
+    p.add_argument("--video", default=str(SAMPLES_DIR / "scene.mp4"), help="video file looped as the camera (default the bundled scene)")
+    p.add_argument("--microphone", action="store_true", help="listen to the configured microphone instead of a silent real-time source")
+    p.add_argument("--json", help="write the results here as JSON")
+    p.set_defaults(func=run_idle)
+
+
+def _available(kind: str) -> list[str]:
+    from edge.encoders import MODELS_DIR, SHIPPED_IMAGE, SHIPPED_SPEECH
+
+    if kind == "speech":
+        return ["dtw"] + [n for n, f in SHIPPED_SPEECH.items() if (MODELS_DIR / f).is_file()]
+    files = {}
+    for name, f in SHIPPED_IMAGE.items():
+        if (MODELS_DIR / f).is_file() and f not in files.values():
+            files[name] = f
+    return ["pixels"] + list(files)
+
+
+class _NoMemory:
+    """The controller's memory is not on the answer path; the benchmark fills the support set directly."""
+
+    def pairs(self) -> list:
+        return []
+
+
+def _utterances() -> list[Any]:
+    from edge.vad import Endpointer
+
+    utts = Endpointer().segment_wav(SAMPLES_DIR / "session.wav")
+    if not utts:
+        raise SystemExit(f"{SAMPLES_DIR / 'session.wav'}: no utterances found")
+    return utts
+
+
+def _table_frame() -> np.ndarray:
+    import cv2
+
+    cap = cv2.VideoCapture(str(SAMPLES_DIR / "scene.mp4"))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 20 * 15)  # the objects on the table
+    ok, bgr = cap.read()
+    cap.release()
+    if not ok:
+        raise SystemExit(f"{SAMPLES_DIR / 'scene.mp4'}: cannot read a frame")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def measure_latency(speech_name: str, image_name: str, pairs: int, n_candidates: int, n_requests: int, seed: int = 0) -> dict:
+    """p50/p95 answer latency of the controller for one encoder pair and support-set size."""
+    from edge.camera import StaticFrames
+    from edge.candidates import CandidateSettings, make_finder, teach_region
+    from edge.config import Config
+    from edge.daemon import Controller
+    from edge.encoders import EncoderSettings, embed_crops, load_image_encoder, load_speech_encoder
+    from edge.matching import MatchSettings
+
+    cfg = Config()
+    enc = EncoderSettings(speech=speech_name, image=image_name)
+    speech = load_speech_encoder(enc, cfg.speech_features)
+    image = load_image_encoder(enc)
+    rows = max(1, int(np.sqrt(n_candidates / 2)))
+    cand = CandidateSettings(finder="grid", grid_rows=rows, grid_cols=int(np.ceil(n_candidates / rows)), max_candidates=n_candidates)
+    frames = StaticFrames([_table_frame()])
+    frames.start()
+    ctrl = Controller(
+        speech_encoder=speech, image_encoder=image, feature_settings=cfg.speech_features, memory=_NoMemory(),  # type: ignore[arg-type]
+        audio=None, endpointer=None, frames=frames, finder=make_finder(cand),  # type: ignore[arg-type]
+        teach_region=lambda img: teach_region(img, cand), matching=MatchSettings(),
+    )
+    utts = _utterances()
+    rng = np.random.default_rng(seed)
+    speech_reps = [ctrl._embed_speech(u.pcm, u.sample_rate_hz) for u in utts]
+    crops = [c.crop for c in ctrl.finder.find(frames.latest().image)]
+    image_reps = embed_crops(image, crops)
+    for i in range(pairs):
+        s = speech_reps[i % len(speech_reps)]
+        s = s + rng.normal(0, 0.05, s.shape).astype(np.float32) if i >= len(speech_reps) else s
+        v = image_reps[i % len(image_reps)] + rng.normal(0, 0.05, image_reps.shape[1]).astype(np.float32)
+        ctrl.support.add(i + 1, s, v, None)
+    cached, uncached, parts = [], [], []
+    for r in range(n_requests):
+        u = utts[r % len(utts)]
+        ctrl.prefetch_view()  # what the loop did while the person was speaking
+        ev = ctrl.answer(u.pcm, u.sample_rate_hz)
+        assert ev["view_cached"], "the prefetched view was not used"
+        cached.append(ev["latency_ms"])
+        parts.append(ev["timings_ms"])
+        ctrl._views.clear()  # no prefetch: the image encoder runs on the critical path
+        uncached.append(ctrl.answer(u.pcm, u.sample_rate_hz)["latency_ms"])
+    got = len(ctrl.finder.find(frames.latest().image))
+
+    def pct(xs: list[float], q: float) -> float:
+        return round(float(np.percentile(xs, q)), 2)
+
+    return {
+        "speech_encoder": speech.encoder_id, "image_encoder": image.encoder_id, "pairs": pairs, "candidates": got,
+        "requests": n_requests,
+        "p50_ms": pct(cached, 50), "p95_ms": pct(cached, 95),
+        "uncached_p50_ms": pct(uncached, 50), "uncached_p95_ms": pct(uncached, 95),
+        "parts_p50_ms": {k: pct([p[k] for p in parts], 50) for k in parts[0]},
+    }
+
+
+def run_latency(args: argparse.Namespace) -> int:
+    """Measure every combination and print a table."""
+    pair_counts = [int(x) for x in args.pairs.split(",") if x.strip()]
+    speech_names = args.speech_encoder or _available("speech")
+    image_names = args.image_encoder or _available("image")
+    results = []
+    print(f"{'speech':>18} {'image':>22} {'pairs':>6} {'cands':>5} {'p50 ms':>8} {'p95 ms':>8} {'uncached p50/p95':>17}  parts p50 (features/speech/candidates/match)")
+    for sp in speech_names:
+        for im in image_names:
+            for n in pair_counts:
+                res = measure_latency(sp, im, n, args.candidates, args.requests)
+                results.append(res)
+                pp = res["parts_p50_ms"]
+                print(f"{res['speech_encoder']:>18} {res['image_encoder']:>22} {n:>6} {res['candidates']:>5} {res['p50_ms']:>8.2f} {res['p95_ms']:>8.2f} "
+                      f"{res['uncached_p50_ms']:>8.2f}/{res['uncached_p95_ms']:<8.2f}  "
+                      f"{pp['features']:.2f}/{pp['speech_embedding']:.2f}/{pp['candidate_embeddings']:.2f}/{pp['match']:.2f}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results}, indent=2) + "\n")
+    return 0
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+class SilentSource:
+    """Real-time 30 ms frames of digital silence, paced like a microphone."""
+
+    def __init__(self, frame_ms: int = 30, sample_rate_hz: int = 16000) -> None:
+        self.frame_ms, self.rate = frame_ms, sample_rate_hz
+        self.closed, self.dropped_frames = False, 0
+        self._t0 = 0.0
+        self._next = 0
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+
+    def read(self, timeout_s: float) -> Any:
+        from edge.hearing import AudioFrame
+
+        due = self._t0 + (self._next + 1) * self.frame_ms / 1000.0
+        wait = due - time.monotonic()
+        if wait > timeout_s:
+            time.sleep(timeout_s)
+            return None
+        time.sleep(max(0.0, wait))
+        self._next += 1
+        n = self.rate * self.frame_ms // 1000
+        return AudioFrame(np.zeros(n, np.int16), due, self.rate)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def run_idle(args: argparse.Namespace) -> int:
+    """Run the daemon on silence with a camera and report CPU and memory."""
+    from edge.button import NoButton
+    from edge.camera import Camera
+    from edge.config import load_config
+    from edge.hearing import MicrophoneSource
+    from edge.service import Daemon, EventRelay
+
+    cfg = load_config(args.config)
+    with tempfile.TemporaryDirectory(prefix="showsay-idle-") as tmp:
+        cfg = dataclasses.replace(
+            cfg,
+            memory=dataclasses.replace(cfg.memory, state_dir=tmp),
+            control=dataclasses.replace(cfg.control, socket_path=str(Path(tmp) / "control.sock")),
+            camera=dataclasses.replace(cfg.camera, source=args.video, fps=args.fps, loop_file=True),
+        )
+        relay = EventRelay()
+        audio = MicrophoneSource(cfg.microphone, on_event=relay) if args.microphone else SilentSource(cfg.microphone.frame_ms)
+        camera = Camera(cfg.camera, on_event=relay)
+        daemon = Daemon(cfg, audio=audio, frames=camera, button=NoButton(), relay=relay)
+        daemon.start()
+        try:
+            time.sleep(2.0)  # settle: models loaded, first frames in
+            frames0 = camera.frames_read
+            r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+            rss = []
+            while time.monotonic() - t0 < args.seconds:
+                time.sleep(min(5.0, max(0.1, args.seconds - (time.monotonic() - t0))))
+                rss.append(_rss_mb())
+            r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+            frames = camera.frames_read - frames0
+            status = daemon.controller.status()
+        finally:
+            daemon.close()
+    wall = t1 - t0
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    result = {
+        "seconds": round(wall, 1),
+        "cpu_percent_of_one_core": round(100.0 * cpu / wall, 2),
+        "camera_fps": round(frames / wall, 2),
+        "rss_mb_max": round(max(rss), 1),
+        "rss_mb_last": round(rss[-1], 1),
+        "peak_rss_mb": round(r1.ru_maxrss / 1024.0, 1),
+        "audio": "microphone" if args.microphone else "silent real-time source",
+        "dropped_audio_frames": status["dropped_audio_frames"],
+        "speech_encoder": status["speech_encoder"], "image_encoder": status["image_encoder"],
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0

@@ -1,0 +1,184 @@
+"""``showsay demo``: the real daemon pipeline on the bundled session (no microphone, camera or shared data).
+
+The session wav plays through :class:`~edge.hearing.WavFileSource` in real time into the
+endpointer, the video plays through :class:`~edge.camera.Camera`, the teach button is pressed at
+the scripted times, the memory lives in a temporary state directory and the control socket is
+served as in ``showsay run``. The demo labels each taught pair through that socket (as a user would
+with ``showsay label``), prints what was learned and how each request was answered, and writes the
+annotated answer images. Exit status 0 when every answer is the one the session script expects.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import queue
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
+ANSWERS = ("resolved", "unknown_word", "not_in_view")
+
+log = logging.getLogger(__name__)
+
+
+class ScriptedButton:
+    """Presses at given times (seconds after :meth:`start`), from its own thread, like a person would."""
+
+    def __init__(self, press_times_s: list[float]) -> None:
+        self.press_times_s = sorted(press_times_s)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, on_press: Callable[[], None]) -> None:
+        """Begin the schedule."""
+        t0 = time.monotonic()
+
+        def schedule() -> None:
+            for at in self.press_times_s:
+                if self._stop.wait(max(0.0, t0 + at - time.monotonic())):
+                    return
+                on_press()
+
+        self._thread = threading.Thread(target=schedule, name="scripted-button", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop pressing."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the subcommand."""
+    p = sub.add_parser("demo", help="run the real daemon pipeline on the bundled session: teach 3 words, then ask (about 30 s)")
+    p.add_argument("--out", default="out/demo", help="directory for the annotated answer images and events.jsonl (default out/demo)")
+    p.add_argument("--samples", default=str(SAMPLES_DIR), help="directory with session.wav, scene.mp4, session.json and demo.yaml")
+    p.add_argument("--config", default=None, help="config to run with instead of the samples' demo.yaml (encoders, thresholds)")
+    p.set_defaults(func=run)
+
+
+def demo_config(path: Path, state_dir: Path, out: Path, samples: Path) -> Any:
+    """The demo's config with its state, socket, answer images and camera pointed at the demo's files."""
+    from edge.config import load_config
+
+    cfg = load_config(path)
+    return dataclasses.replace(
+        cfg,
+        memory=dataclasses.replace(cfg.memory, state_dir=str(state_dir)),
+        control=dataclasses.replace(cfg.control, socket_path=str(state_dir / "control.sock")),
+        answers=dataclasses.replace(cfg.answers, save_dir=str(out / "answers")),
+        camera=dataclasses.replace(cfg.camera, source=str(samples / "scene.mp4"), loop_file=False),
+        button=dataclasses.replace(cfg.button, kind="none"),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Play the session through the daemon and report."""
+    from edge.camera import Camera
+    from edge.control import ControlClient
+    from edge.hearing import WavFileSource
+    from edge.service import Daemon, EventRelay
+
+    samples = Path(args.samples)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    script = json.loads((samples / "session.json").read_text())
+    events: queue.Queue = queue.Queue()
+    with tempfile.TemporaryDirectory(prefix="showsay-demo-") as tmp:
+        cfg = demo_config(Path(args.config) if args.config else samples / "demo.yaml", Path(tmp), out, samples)
+        relay = EventRelay()
+        daemon = Daemon(
+            cfg,
+            audio=WavFileSource(samples / "session.wav", frame_ms=cfg.microphone.frame_ms, realtime=True),
+            frames=Camera(cfg.camera, on_event=relay),
+            button=ScriptedButton([t["press_s"] for t in script["teach"]]),
+            listeners=[events.put],
+            relay=relay,
+        )
+        print(f"showsay demo: {samples / 'session.wav'} ({script['duration_s']:.0f} s, played in real time) "
+              f"and {samples / 'scene.mp4'}; memory in {tmp}")
+        t0 = time.monotonic()
+        daemon.start()
+        client = ControlClient(cfg.control.socket_path)
+        taught: list[dict] = []
+        answers: list[dict] = []
+        with (out / "events.jsonl").open("w") as log_file:
+            try:
+                deadline = t0 + script["duration_s"] + 30.0
+                while time.monotonic() < deadline:
+                    try:
+                        event = events.get(timeout=0.2)
+                    except queue.Empty:
+                        if daemon.controller.finished.is_set() and events.empty():
+                            break
+                        continue
+                    log_file.write(json.dumps(event) + "\n")
+                    _report(event, time.monotonic() - t0, script, taught, answers, client)
+            finally:
+                daemon.close()
+    return _summary(script, taught, answers, out)
+
+
+def _report(event: dict, at_s: float, script: dict, taught: list, answers: list, client: Any) -> None:
+    name = event["event"]
+    stamp = f"[{at_s:5.1f} s]"
+    if name == "teach_started":
+        print(f"{stamp} teach button pressed: show the object, say its name")
+    elif name == "teach_cancelled":
+        print(f"{stamp} teach mode ended without a word ({event.get('reason')})")
+    elif name == "taught":
+        taught.append(event)
+        word = script["teach"][len(taught) - 1]["word"] if len(taught) <= len(script["teach"]) else None
+        print(f"{stamp} learned pair {event['pair_id']} from {event['utterance_ms']} ms of speech and the crop at {event['box']} "
+              f"(sharpest of the sampled frames: {event['sharpness']})")
+        if word is not None:
+            reply = client.request({"cmd": "label", "pair_id": event["pair_id"], "label": word}, timeout_s=10.0)
+            print(f"{stamp}   labelled pair {event['pair_id']} {word!r} over the control socket: {'ok' if reply.get('ok') else reply}")
+    elif name in ANSWERS:
+        answers.append(event)
+        i = len(answers) - 1
+        said = script["requests"][i]["word"] if i < len(script["requests"]) else "?"
+        if name == "resolved":
+            what = f"found {event['label'] or 'pair %d' % event['pair_id']} at {event['box']}"
+            dist = f"speech {event['speech_distance']:.3f}, image {event['image_distance']:.3f}"
+        elif name == "unknown_word":
+            what = "unknown word"
+            dist = f"nearest taught word at speech distance {event.get('speech_distance')}"
+        else:
+            what = f"{event['label'] or 'pair %s' % event.get('pair_id')} is not in view"
+            dist = f"best candidate at image distance {event.get('image_distance')}"
+        print(f"{stamp} request (the session says {said!r}): {what} ({dist}; {event['latency_ms']:.1f} ms)")
+        if event.get("image"):
+            print(f"{stamp}   answer image: {event['image']}")
+    elif name in ("error", "device_lost", "device_recovered", "utterance_dropped"):
+        print(f"{stamp} {name}: {json.dumps({k: v for k, v in event.items() if k not in ('event', 'time_unix')})}")
+
+
+def _summary(script: dict, taught: list, answers: list, out: Path) -> int:
+    want_words = [t["word"] for t in script["teach"]]
+    ok = len(taught) == len(want_words)
+    print(f"\nlearned {len(taught)} of {len(want_words)} words: {', '.join(want_words[: len(taught)])}")
+    right = 0
+    for i, req in enumerate(script["requests"]):
+        got = answers[i] if i < len(answers) else None
+        if got is None:
+            verdict = "no answer"
+        elif req["expected"] in ("unknown_word", "not_in_view"):
+            verdict = "as expected" if got["event"] == req["expected"] else f"got {got['event']}"
+        else:
+            verdict = "as expected" if got["event"] == "resolved" and got.get("label") == req["expected"] else \
+                f"got {got['event']} {got.get('label')}"
+        right += verdict == "as expected"
+        print(f"  asked {req['word']!r:12} expected {req['expected']:13} -> {verdict}")
+    extra = len(answers) - len(script["requests"])
+    if extra > 0:
+        print(f"  ({extra} more utterance(s) were heard as requests)")
+    print(f"{right} of {len(script['requests'])} answers as expected; events in {out / 'events.jsonl'}, images in {out / 'answers'}")
+    return 0 if ok and right == len(script["requests"]) and extra <= 0 else 1
+
