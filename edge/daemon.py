@@ -12,9 +12,10 @@ Two choices keep the answer fast and the taught image good:
   (the audio level says someone is) and cached by frame, so when the endpointer closes the
   utterance the heavy image encoder has usually already run: the critical path is features,
   speech embedding and the match.
-* While teaching, the teach region is cropped from several frames (``teach.frames_to_sample``,
-  one every ``teach.sample_interval_ms``) and the *sharpest* crop taken during the utterance
-  (variance of the Laplacian) is kept. People hold an object still while they name it, and motion
+* While teaching, the object in the teach region (the finder's candidate centred there, so it is
+  framed like the candidates it will be compared with; else the region itself) is cropped from
+  several frames (``teach.frames_to_sample``, one every ``teach.sample_interval_ms``) and the
+  *sharpest* crop taken during the utterance (variance of the Laplacian) is kept. People hold an object still while they name it, and motion
   blur is what ruins a one-shot image; averaging embeddings of several frames would blend blurred
   and misaligned views, and could not be stored as one real crop for later re-embedding.
 """
@@ -412,6 +413,23 @@ class Controller:
         if self.state == "teaching" and now > self._teach_deadline and not self._speaking(now):
             self._cancel_teach("timeout")
 
+    def _teach_candidate(self, image: np.ndarray) -> Any:
+        """The object held up: the finder's candidate centred in the teach region (nearest its centre), else the region.
+
+        Taking the finder's own box makes the stored crop framed like the candidates it will be
+        compared with at request time (same margins, same scale), which matters for any encoder.
+        """
+        region = self.teach_region(image)
+        rx, ry, rw, rh = region.box
+        cx, cy = rx + rw / 2, ry + rh / 2
+        inside = []
+        for c in self.finder.find(image):
+            x, y, w, h = c.box
+            mx, my = x + w / 2, y + h / 2
+            if rx <= mx <= rx + rw and ry <= my <= ry + rh and w <= 1.5 * rw and h <= 1.5 * rh:
+                inside.append(((mx - cx) ** 2 + (my - cy) ** 2, c))
+        return min(inside, key=lambda t: t[0])[1] if inside else region
+
     def _best_sample(self, start_s: float | None, end_s: float | None) -> TeachSample | None:
         samples = list(self._teach_samples)
         if start_s is not None and end_s is not None:
@@ -421,7 +439,7 @@ class Controller:
             latest = self.frames.latest()
             if latest is None:
                 return None
-            cand = self.teach_region(latest.image)
+            cand = self._teach_candidate(latest.image)
             return TeachSample(latest, cand, sharpness(cand.crop))
         return max(samples, key=lambda s: (s.sharpness, s.frame.time_s))
 
@@ -469,7 +487,7 @@ class Controller:
         if self.state == "teaching":
             if now - self._last_sample_s >= self.teach_settings.sample_interval_ms / 1000.0:
                 self._last_sample_s = now
-                cand = self.teach_region(frame.image)
+                cand = self._teach_candidate(frame.image)
                 self._teach_samples.append(TeachSample(frame, cand, sharpness(cand.crop)))
             return
         interval_s = self.answers.prefetch_interval_ms / 1000.0
@@ -638,6 +656,7 @@ class Controller:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             path = out_dir / f"{stamp}-{self.counts['requests']:05d}-{status}.jpg"
             fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".answer.", suffix=".tmp")
+            os.fchmod(fd, 0o644)  # mkstemp makes 0600; answer images are for people to look at
             with os.fdopen(fd, "wb") as f:
                 f.write(data.tobytes())
             os.replace(tmp, path)

@@ -30,7 +30,7 @@ from edge.audio import read_wav, write_wav  # noqa: E402
 
 WAV_RATE_HZ = 8000  # the features stop at 4 kHz, so 8 kHz loses nothing and halves the file
 WIDTH, HEIGHT, FPS = 320, 240, 15
-SURFACE_BGR = (170, 190, 205)  # a plain light table
+SURFACE_BGR = (48, 44, 40)  # a plain dark table
 TEACH_VOICE = ("en-us", 145, 45)  # espeak-ng voice, words per minute, pitch 0-99
 ASK_VOICE = ("en-us", 175, 60)
 
@@ -82,8 +82,8 @@ def draw_object(img: np.ndarray, name: str, cx: int, cy: int, size: int) -> None
     """Draw ``name`` (apple, star or cube) centred at (cx, cy), about ``size`` pixels across (BGR)."""
     r = size // 2
     if name == "apple":
-        cv2.circle(img, (cx, cy + 2), r, (30, 30, 200), -1, cv2.LINE_AA)
-        cv2.circle(img, (cx + r // 4, cy + r // 4), int(r * 0.7), (25, 25, 160), -1, cv2.LINE_AA)
+        cv2.circle(img, (cx, cy + 2), r, (40, 40, 230), -1, cv2.LINE_AA)
+        cv2.circle(img, (cx + r // 4, cy + r // 4), int(r * 0.7), (30, 30, 190), -1, cv2.LINE_AA)
         cv2.ellipse(img, (cx - r // 3, cy - r // 3), (r // 5, r // 8), -30, 0, 360, (170, 170, 250), -1, cv2.LINE_AA)
         cv2.line(img, (cx, cy - r + 4), (cx + 3, cy - r - 8), (30, 60, 90), 3, cv2.LINE_AA)
         cv2.ellipse(img, (cx + 10, cy - r - 4), (9, 4), -20, 0, 360, (40, 150, 40), -1, cv2.LINE_AA)
@@ -99,9 +99,9 @@ def draw_object(img: np.ndarray, name: str, cx: int, cy: int, size: int) -> None
         front = np.array([[x0, y0], [x0 + s, y0], [x0 + s, y0 + s], [x0, y0 + s]], np.int32)
         top = np.array([[x0, y0], [x0 + d, y0 - d], [x0 + s + d, y0 - d], [x0 + s, y0]], np.int32)
         side = np.array([[x0 + s, y0], [x0 + s + d, y0 - d], [x0 + s + d, y0 + s - d], [x0 + s, y0 + s]], np.int32)
-        cv2.fillPoly(img, [front], (190, 90, 30), cv2.LINE_AA)
-        cv2.fillPoly(img, [top], (235, 150, 80), cv2.LINE_AA)
-        cv2.fillPoly(img, [side], (140, 60, 20), cv2.LINE_AA)
+        cv2.fillPoly(img, [front], (200, 170, 60), cv2.LINE_AA)
+        cv2.fillPoly(img, [top], (240, 215, 130), cv2.LINE_AA)
+        cv2.fillPoly(img, [side], (160, 120, 30), cv2.LINE_AA)
     else:
         raise ValueError(f"unknown object {name!r}")
 

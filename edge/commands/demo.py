@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     samples = Path(args.samples)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    for old in (out / "answers").glob("*.jpg"):  # this run's images only
+        old.unlink()
     script = json.loads((samples / "session.json").read_text())
     events: queue.Queue = queue.Queue()
     with tempfile.TemporaryDirectory(prefix="showsay-demo-") as tmp:
