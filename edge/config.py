@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from edge.button import ButtonSettings
-from edge.daemon import AnswerSettings, TeachSettings
+from edge.daemon import AnswerSettings, TeachSettings, UtteranceSettings
 from edge.encoders import EncoderSettings
 from edge.features import SpeechFeatureSettings
 from edge.matching import MatchSettings
@@ -35,6 +35,7 @@ class Config:
     encoders: EncoderSettings = section(EncoderSettings, "which models embed speech and images, and on what runtime")
     matching: MatchSettings = section(MatchSettings, "rejection thresholds of the matching core")
     teach: TeachSettings = section(TeachSettings, "teach mode: a press, then an utterance and the object held up in the teach region")
+    utterances: UtteranceSettings = section(UtteranceSettings, "how heard utterances are cut before matching")
     answers: AnswerSettings = section(AnswerSettings, "answering requests: the view searched and the annotated answer images")
     button: ButtonSettings = section(ButtonSettings, "the teach button")
     service: ServiceSettings = section(ServiceSettings, "systemd integration: watchdog, status lines, stop timeout")

@@ -45,6 +45,7 @@ class Notifier:
         self._sock: socket.socket | None = None
         if socket_path:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._sock.setblocking(False)  # a reader that stops reading must never stall the controller loop
             self._address = "\0" + socket_path[1:] if socket_path.startswith("@") else socket_path
 
     @classmethod
@@ -68,6 +69,9 @@ class Notifier:
             with self._lock:
                 self._sock.sendto("\n".join(lines).encode(), self._address)
             return True
+        except BlockingIOError:
+            log.warning("sd_notify to %s: the receiver is not reading; %s dropped", self.socket_path, lines[0])
+            return False
         except OSError as exc:
             log.warning("sd_notify to %s failed: %s", self.socket_path, exc)
             return False
@@ -173,6 +177,7 @@ class Daemon:
             teach_region=lambda img: teach_region(img, cfg.candidates),
             teach=cfg.teach,
             answers=cfg.answers,
+            utterances=cfg.utterances,
             matching=cfg.matching,
             publish=self._publish,
             heartbeat=self.notifier.watchdog,

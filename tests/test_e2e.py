@@ -1,0 +1,121 @@
+"""End to end: ``showsay run`` hears words through a real audio stream (PulseAudio null sink), sees the
+bundled video as its camera, is taught three words with button presses over the control socket, then
+answers spoken requests; memory survives a restart; microphone loss and end of video are reported
+and the daemon recovers."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from edge.memory import Memory
+from tests.daemon_process import SAMPLES, DaemonProcess, EventCollector, PulseServer, word_wav, write_config
+
+SCRIPT = json.loads((SAMPLES / "session.json").read_text())
+TEACH_VOICE = tuple(SCRIPT["voices"]["teach"])
+ASK_VOICE = tuple(SCRIPT["voices"]["ask"])
+SLOT_W = 320 / 3  # the table scene has three objects side by side in a 320 px wide frame
+
+
+def slot(box: list[int]) -> int:
+    return int((box[0] + box[2] / 2) // SLOT_W)
+
+
+@pytest.fixture
+def pulse(tmp_path):
+    server = PulseServer(tmp_path / "xdg")
+    (tmp_path / "xdg").mkdir()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.timeout(240)
+def test_teach_three_words_then_ask_through_a_real_audio_stream(tmp_path, pulse):
+    words = {w: word_wav(w, tmp_path / f"teach-{w}.wav", TEACH_VOICE) for w in ("apple", "star", "cube")}
+    asks = {w: word_wav(w, tmp_path / f"ask-{w}.wav", ASK_VOICE) for w in ("apple", "star", "cube", "telephone")}
+    config = write_config(tmp_path)
+    daemon = DaemonProcess(config, pulse.env, tmp_path)
+    try:
+        lines = daemon.notifications("READY=1", timeout_s=60)
+        t0 = time.monotonic()  # the video (the camera) started just before READY=1
+        assert any(l.startswith("STATUS=") for l in lines)
+        events = EventCollector(tmp_path / "control.sock")
+
+        def at(video_s: float) -> None:
+            time.sleep(max(0.0, t0 + video_s - time.monotonic()))
+
+        # teach: press (socket), the object is held up in the middle, say its name once
+        pair_of = {}
+        for (word, start_s) in (("apple", 0.6), ("star", 5.6), ("cube", 10.6)):
+            at(start_s)
+            n = len(events.events)
+            assert events.request({"cmd": "teach"})["state"] == "teaching"
+            events.wait_for("teach_started", n)
+            pulse.play(words[word])
+            taught = events.wait_for("taught", n, timeout_s=8)
+            pair_of[word] = taught["pair_id"]
+            assert events.request({"cmd": "label", "pair_id": taught["pair_id"], "label": word})["ok"]
+        assert sorted(pair_of.values()) == [1, 2, 3]
+        # a press, then a second press: cancelled, nothing taught
+        n = len(events.events)
+        events.request({"cmd": "teach"})
+        events.request({"cmd": "teach"})
+        assert events.wait_for("teach_cancelled", n)["reason"] == "second_press"
+
+        # ask: the table shows cube, apple, star from left to right (video 15-25 s)
+        expected_slot = {"cube": 0, "apple": 1, "star": 2}
+        for word, start_s in (("star", 15.8), ("apple", 18.0), ("cube", 20.2)):
+            at(start_s)
+            n = len(events.events)
+            pulse.play(asks[word])
+            ev = events.wait_for("resolved", n, timeout_s=6)
+            assert ev["label"] == word and ev["pair_id"] == pair_of[word], ev
+            assert slot(ev["box"]) == expected_slot[word], ev
+            assert ev["latency_ms"] < 2000 and ev["image"]
+        n = len(events.events)
+        pulse.play(asks["telephone"])
+        assert events.wait_for("unknown_word", n, timeout_s=6)["speech_distance"] > 0.35
+        # the apple is taken away (video 25 s on): not in view
+        at(25.8)
+        n = len(events.events)
+        pulse.play(asks["apple"])
+        ev = events.wait_for("not_in_view", n, timeout_s=6)
+        assert ev["label"] == "apple"
+        # end of the video: the camera is reported lost
+        assert events.wait_for("device_lost", 0, timeout_s=10)["device"] == "camera"
+        # the PulseAudio server goes away and comes back: the microphone is lost and recovered
+        n = len(events.events)
+        pulse.stop()
+        lost = events.wait_for("device_lost", n, timeout_s=15)
+        assert lost["device"] == "microphone"
+        pulse.start()
+        events.wait_for("device_recovered", n, timeout_s=30)
+        n = len(events.events)
+        time.sleep(1.0)
+        pulse.play(asks["star"])  # the last frame shows star and cube
+        ev = events.wait_for("resolved", n, timeout_s=8)
+        assert ev["label"] == "star" and slot(ev["box"]) == 0
+        status = events.request({"cmd": "status"})
+        assert status["pairs"] == 3 and status["state"] == "idle"
+        events.close()
+        assert daemon.stop() == 0, daemon.log()
+    finally:
+        daemon.stop()
+    assert "STOPPING=1" in daemon.received and "WATCHDOG=1" in daemon.received
+    assert "stopped" in daemon.log()
+    with Memory(tmp_path / "state" / "memory.sqlite3") as memory:
+        assert {p.label: p.pair_id for p in memory.pairs()} == pair_of
+
+    # a restart loads the pairs; a request by file (ask) is answered from the first video scene (apple held up)
+    daemon = DaemonProcess(config, pulse.env, tmp_path)
+    try:
+        daemon.notifications("READY=1", timeout_s=60)
+        events = EventCollector(tmp_path / "control.sock")
+        assert [p["label"] for p in events.request({"cmd": "list"})["pairs"]] == ["apple", "star", "cube"]
+        reply = events.request({"cmd": "ask", "wav": str(asks["apple"])})
+        assert reply["ok"] and reply["event"] == "resolved" and reply["label"] == "apple", reply
+        events.close()
+    finally:
+        assert daemon.stop() == 0
