@@ -18,6 +18,7 @@ from edge.encoders import EncoderSettings
 from edge.features import SpeechFeatureSettings
 from edge.matching import MatchSettings
 from edge.settings import SettingsError, build, section
+from edge.trt_manifest import TensorRTSettings
 
 
 class ConfigError(ValueError):
@@ -31,6 +32,7 @@ class Config:
     speech_features: SpeechFeatureSettings = section(SpeechFeatureSettings, "how utterances become MFCC frames")
     encoders: EncoderSettings = section(EncoderSettings, "which models embed speech and images, and on what runtime")
     matching: MatchSettings = section(MatchSettings, "rejection thresholds of the matching core")
+    tensorrt: TensorRTSettings = section(TensorRTSettings, "shapes and build options of TensorRT engines (encoders.backend: tensorrt)")
 
 
 def config_from_mapping(values: Any, source: str = "config", base_dir: Path | None = None) -> Config:
