@@ -180,7 +180,7 @@ def read_manifest(engine_path: str | os.PathLike) -> EngineManifest:
 def rebuild_hint(manifest: EngineManifest, engine_path: str | os.PathLike) -> str:
     """The command that rebuilds this engine on this device."""
     flags = {"fp16": " --fp16", "int8": " --int8 --calibration MANIFEST.csv", "fp32": ""}.get(manifest.precision, "")
-    onnx = Path(engine_path).with_name(manifest.source_onnx) if manifest.source_onnx else Path("MODEL.onnx")
+    onnx = Path(engine_path).parent / manifest.source_onnx if manifest.source_onnx else Path("MODEL.onnx")
     return f"rebuild it on this device with: showsay export engine --onnx {onnx} --out {engine_path}{flags}"
 
 
@@ -214,7 +214,7 @@ def check_manifest(
                 f"({'; '.join(diffs)}); set speech_features in the config to the engine's values, or export an ONNX model "
                 f"trained with the config's features and {hint.replace('rebuild it', 'rebuild the engine from it')}"
             )
-    source = Path(engine_path).with_name(manifest.source_onnx) if manifest.source_onnx else None
+    source = Path(engine_path).parent / manifest.source_onnx if manifest.source_onnx else None
     if source is not None and source.is_file() and sha256_file(source) != manifest.source_onnx_sha256:
         raise ModelError(f"{engine_path}: {source.name} beside it changed since the engine was built (sha256 differs); {hint}")
 

@@ -1,0 +1,286 @@
+"""``showsay export verify`` and ``showsay export latency``: a TensorRT engine against ONNX Runtime.
+
+verify: the same real recordings or images through both, cosine similarity of every embedding
+(thresholds by the engine's precision) and a nearest-neighbour one-shot accuracy of both, side by
+side. latency: per-call time of each encoder on each backend present (ONNX Runtime on the CPU
+always; TensorRT where installed), printed as a table ready for docs/tensorrt.md.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edge.config import ConfigError, load_config
+from edge.encoders import OnnxEncoder
+from edge.model_io import SPEECH_INPUT, ModelError, ModelInfo
+from edge.trt_manifest import TensorRTSettings, read_manifest, sha256_file
+from export.calibration import ManifestItem, feature_settings_of, image_input, read_manifest_csv, speech_input
+
+log = logging.getLogger(__name__)
+
+# Lowest acceptable cosine similarity between TensorRT and ONNX Runtime embeddings, by engine precision.
+THRESHOLDS = {"fp32": 0.999, "fp16": 0.999, "int8": 0.99}  # fp32 too: Ampere GPUs run FP32 layers in TF32
+LENGTH_BINS_FRAMES = ((0, 50), (50, 100), (100, 200), (200, 10**9))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add 'verify' and 'latency'."""
+    p = sub.add_parser("verify", help="compare a TensorRT engine with ONNX Runtime on real recordings or images")
+    p.add_argument("--onnx", required=True, type=Path, help="the ONNX encoder the engine was built from")
+    p.add_argument("--engine", required=True, type=Path, help="the engine built by 'showsay export engine'")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--speech", type=Path, help="manifest CSV path,label,speaker of recordings")
+    src.add_argument("--images", type=Path, help="manifest CSV path,label of images")
+    p.add_argument("--max-items", type=int, default=400, help="most files to use, a seeded sample (default 400)")
+    p.add_argument("--episodes", type=int, default=200, help="one-shot episodes for the accuracy (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run_verify)
+
+    p = sub.add_parser("latency", help="per-call encoder time on ONNX Runtime (CPU) and, where installed, TensorRT")
+    p.add_argument("--onnx", required=True, type=Path, help="the ONNX encoder")
+    p.add_argument("--engine", type=Path, action="append", default=[], help="engine(s) built from it (repeat for fp16, int8)")
+    p.add_argument("--config", type=Path, help="YAML config (tensorrt shapes, encoders.threads)")
+    p.add_argument("--repeats", type=int, default=50, help="timed calls per input (default 50)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
+    p.set_defaults(func=run_latency)
+
+
+# ---------------------------------------------------------------- verify
+
+
+def load_inputs(items: Sequence[ManifestItem], info: ModelInfo, max_items: int, seed: int) -> tuple[Any, list[str], list[str | None]]:
+    """Encoder inputs of a seeded sample of the manifest: feature matrices (speech) or a (N, C, S, S) batch."""
+    rng = np.random.default_rng(seed)
+    if len(items) > max_items:
+        items = [items[i] for i in sorted(rng.choice(len(items), max_items, replace=False))]
+    labels = [it.label for it in items]
+    speakers = [it.speaker for it in items]
+    if info.kind == "speech":
+        features = feature_settings_of(info, info.model_id)
+        return [speech_input(it, features) for it in items], labels, speakers
+    assert info.image_settings is not None
+    return np.stack([image_input(it, info.image_settings) for it in items]), labels, speakers
+
+
+def embed_chunks(encoder: Any, inputs: Any, chunk: int) -> np.ndarray:
+    """Embeddings of all ``inputs`` in calls of at most ``chunk`` inputs."""
+    parts = [np.asarray(encoder.embed(inputs[i : i + chunk]), np.float32) for i in range(0, len(inputs), chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N,) cosine similarity of each row of ``a`` with the same row of ``b``."""
+    na = np.linalg.norm(a, axis=1)
+    nb = np.linalg.norm(b, axis=1)
+    return np.sum(a * b, axis=1) / np.maximum(na * nb, 1e-12)
+
+
+def one_shot_accuracy(emb: np.ndarray, labels: Sequence[str], speakers: Sequence[str | None], episodes: int, seed: int) -> float:
+    """Nearest-neighbour one-shot accuracy: per episode one support item per label, every other item a query.
+
+    With speakers, a query is never by the speaker of its own label's support item. Cosine similarity;
+    the same seed gives the same episodes, so two encoders are compared on identical trials.
+    """
+    labels_arr = np.asarray(labels)
+    speakers_arr = np.asarray([s or "" for s in speakers])
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise ModelError(f"one-shot accuracy needs at least 2 labels, got {len(classes)}")
+    unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    rng = np.random.default_rng(seed)
+    correct = total = 0
+    for _ in range(episodes):
+        support = np.array([rng.choice(np.flatnonzero(labels_arr == c)) for c in classes])
+        queries = np.setdiff1d(np.arange(len(labels)), support)
+        own_support = support[np.searchsorted(classes, labels_arr[queries])]
+        keep = (speakers_arr[queries] == "") | (speakers_arr[queries] != speakers_arr[own_support])
+        queries = queries[keep]
+        if len(queries) == 0:
+            continue
+        guess = np.argmax(unit[queries] @ unit[support].T, axis=1)
+        correct += int(np.sum(np.asarray(classes)[guess] == labels_arr[queries]))
+        total += len(queries)
+    if total == 0:
+        raise ModelError("no one-shot queries: every item shares its speaker with its label's support item")
+    return correct / total
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """TensorRT (candidate) against ONNX Runtime (reference) on the same inputs."""
+
+    n: int
+    threshold: float
+    min_cosine: float
+    mean_cosine: float
+    below: int
+    accuracy_reference: float
+    accuracy_candidate: float
+    by_length: list[tuple[int, int, int, float]] = field(default_factory=list)  # (lo, hi, n, min cosine), speech only
+    skipped: int = 0  # utterances outside the engine's profile
+
+    @property
+    def passed(self) -> bool:
+        """Every embedding at or above the threshold."""
+        return self.below == 0 and self.n > 0
+
+
+def compare_encoders(
+    reference: Any, candidate: Any, inputs: Any, labels: list[str], speakers: list[str | None],
+    kind: str, threshold: float, chunk: int, episodes: int, seed: int, max_frames: int | None = None,
+) -> ParityReport:
+    """Embed the same inputs with both encoders and compare embeddings and one-shot accuracy."""
+    skipped = 0
+    if kind == "speech" and max_frames is not None:
+        keep = [i for i, f in enumerate(inputs) if f.shape[0] <= max_frames]
+        skipped = len(inputs) - len(keep)
+        inputs = [inputs[i] for i in keep]
+        labels = [labels[i] for i in keep]
+        speakers = [speakers[i] for i in keep]
+    ref = embed_chunks(reference, inputs, chunk)
+    cand = embed_chunks(candidate, inputs, chunk)
+    cos = cosine_rows(ref, cand)
+    by_length = []
+    if kind == "speech":
+        frames = np.array([f.shape[0] for f in inputs])
+        for lo, hi in LENGTH_BINS_FRAMES:
+            sel = (frames >= lo) & (frames < hi)
+            if sel.any():
+                by_length.append((lo, hi, int(sel.sum()), float(cos[sel].min())))
+    return ParityReport(
+        n=len(cos),
+        threshold=threshold,
+        min_cosine=float(cos.min()),
+        mean_cosine=float(cos.mean()),
+        below=int(np.sum(cos < threshold)),
+        accuracy_reference=one_shot_accuracy(ref, labels, speakers, episodes, seed),
+        accuracy_candidate=one_shot_accuracy(cand, labels, speakers, episodes, seed),
+        by_length=by_length,
+        skipped=skipped,
+    )
+
+
+def format_report(r: ParityReport, reference: str, candidate: str) -> str:
+    """Human-readable report."""
+    lines = [
+        f"inputs: {r.n}" + (f" ({r.skipped} longer than the engine's max_frames skipped)" if r.skipped else ""),
+        f"cosine {candidate} vs {reference}: min {r.min_cosine:.5f}, mean {r.mean_cosine:.5f}, "
+        f"below {r.threshold}: {r.below} -> {'PASS' if r.passed else 'FAIL'}",
+    ]
+    for lo, hi, n, mn in r.by_length:
+        span = f"{lo}-{hi - 1}" if hi < 10**9 else f">={lo}"
+        lines.append(f"  {span:>8} frames: {n:4d} utterances, min cosine {mn:.5f}")
+    lines.append(f"one-shot nearest-neighbour accuracy: {reference} {r.accuracy_reference:.4f} | {candidate} {r.accuracy_candidate:.4f}")
+    return "\n".join(lines)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """The 'verify' subcommand: exit 0 when every embedding meets the precision's threshold."""
+    from edge.trt_backend import import_pycuda, import_tensorrt, load_engine_encoder
+
+    csv_path = args.speech or args.images
+    want = "speech" if args.speech else "image"
+    try:
+        import_tensorrt()
+        import_pycuda()
+        reference = OnnxEncoder(args.onnx)
+        if reference.info.kind != want:
+            raise ModelError(f"{args.onnx}: a {reference.info.kind} encoder, but --{'speech' if want == 'speech' else 'images'} was given")
+        manifest = read_manifest(args.engine)
+        if manifest.source_onnx_sha256 != sha256_file(args.onnx):
+            raise ModelError(f"{args.engine}: built from another ONNX file than {args.onnx} (sha256 differs); rebuild it or pass the right --onnx")
+        candidate = load_engine_encoder(args.engine, reference.info.speech_features)
+        try:
+            items = read_manifest_csv(csv_path)
+            inputs, labels, speakers = load_inputs(items, reference.info, args.max_items, args.seed)
+            profile = candidate.profile
+            first = next(iter(profile.values()))
+            chunk = max(1, min(16, first["max"][0]))
+            max_frames = profile[SPEECH_INPUT]["max"][1] if want == "speech" else None
+            threshold = THRESHOLDS.get(manifest.precision, 0.999)
+            report = compare_encoders(reference, candidate, inputs, labels, speakers, want, threshold, chunk, args.episodes, args.seed, max_frames)
+        finally:
+            candidate.close()
+    except ModelError as exc:
+        print(f"showsay export verify: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.engine}: {manifest.precision} engine on {manifest.gpu_name}, TensorRT {manifest.tensorrt_version}; {csv_path}")
+    print(format_report(report, "onnxruntime-cpu", f"tensorrt-{manifest.precision}"))
+    return 0 if report.passed else 1
+
+
+# ---------------------------------------------------------------- latency
+
+
+def latency_inputs(info: ModelInfo, settings: TensorRTSettings, seed: int = 0) -> list[tuple[str, Any]]:
+    """(description, batch) pairs at the shapes the daemon uses: utterances of 0.5, 1 and 3 s; 1 to max image candidates."""
+    rng = np.random.default_rng(seed)
+    if info.kind == "speech":
+        dim = feature_settings_of(info, info.model_id).dim
+        lengths = sorted({min(max(f, settings.min_frames), settings.max_frames) for f in (50, settings.opt_frames, 300)})
+        return [(f"1 x {t} frames", [rng.standard_normal((t, dim)).astype(np.float32)]) for t in lengths]
+    s = info.image_settings
+    assert s is not None
+    counts = sorted({1, settings.opt_image_batch, settings.max_image_batch})
+    return [(f"{b} image{'s' if b > 1 else ''}", rng.standard_normal((b, s.channels, s.size_px, s.size_px)).astype(np.float32)) for b in counts]
+
+
+def time_calls(encoder: Any, batch: Any, warmup: int, repeats: int) -> tuple[float, float]:
+    """(median, 90th percentile) milliseconds per ``embed`` call."""
+    for _ in range(warmup):
+        encoder.embed(batch)
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        encoder.embed(batch)
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times)), float(np.percentile(times, 90))
+
+
+def run_latency(args: argparse.Namespace) -> int:
+    """The 'latency' subcommand: a markdown table, one row per backend and input shape."""
+    from edge.trt_backend import BackendUnavailable, load_engine_encoder
+
+    try:
+        cfg = load_config(args.config)
+        reference = OnnxEncoder(args.onnx, threads=cfg.encoders.threads)
+    except (ModelError, ConfigError) as exc:
+        print(f"showsay export latency: {exc}", file=sys.stderr)
+        return 1
+    inputs = latency_inputs(reference.info, cfg.tensorrt)
+    print(f"{args.onnx}: {reference.info.kind} encoder {reference.encoder_id}")
+    print("| backend | precision | input | median ms | p90 ms |")
+    print("|---|---|---|---|---|")
+    for desc, batch in inputs:
+        med, p90 = time_calls(reference, batch, args.warmup, args.repeats)
+        print(f"| onnxruntime-cpu ({cfg.encoders.threads} thread{'s' if cfg.encoders.threads > 1 else ''}) | fp32 | {desc} | {med:.2f} | {p90:.2f} |", flush=True)
+    status = 0
+    for engine in args.engine:
+        try:
+            enc = load_engine_encoder(engine, reference.info.speech_features)
+        except BackendUnavailable as exc:
+            print(f"tensorrt: not measured here: {exc}")
+            break
+        except ModelError as exc:
+            print(f"showsay export latency: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        try:
+            for desc, batch in inputs:
+                med, p90 = time_calls(enc, batch, args.warmup, args.repeats)
+                print(f"| tensorrt {enc.manifest.tensorrt_version} ({enc.manifest.gpu_name}) | {enc.precision} | {desc} | {med:.2f} | {p90:.2f} |", flush=True)
+        except ModelError as exc:
+            print(f"showsay export latency: {engine}: {exc}", file=sys.stderr)
+            status = 1
+        finally:
+            enc.close()
+    if not args.engine:
+        print("tensorrt: no --engine given (build one on the Jetson with 'showsay export engine')")
+    return status
