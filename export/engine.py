@@ -237,7 +237,7 @@ def _check_network_inputs(network: Any, profile: Profile, onnx_path: Path) -> No
     if set(names) != set(profile):
         raise ModelError(f"{onnx_path}: TensorRT sees inputs {sorted(names)}, expected {sorted(profile)}")
     for name, tensor in names.items():
-        if tensor.is_shape_tensor:
+        if getattr(tensor, "is_shape_tensor", False):
             raise ModelError(f"{onnx_path}: input {name} is used as a shape tensor; export the model so {name} only feeds element-wise ops (a mask)")
 
 
@@ -287,4 +287,4 @@ def _load_timing_cache(config: Any, path: Path) -> None:
     if cache is None and data:
         log.warning("%s: unusable timing cache, starting a fresh one", path)
         cache = config.create_timing_cache(b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    config.set_timing_cache(cache, False)  # False: refuse a cache from another device or version
