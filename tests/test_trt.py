@@ -673,3 +673,159 @@ def test_gpu_int8_with_calibration_on_recordings(tmp_path, speech_onnx, capsys):
     assert read_manifest(engine).precision == "int8" and list(tmp_path.glob("speech.int8-*.calib"))
     assert export_cli.main(["latency", "--onnx", str(onnx_path), "--engine", str(engine), "--repeats", "5"]) == 0
     assert "| int8 |" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- build and run paths over stand-ins for tensorrt/pycuda
+
+from tests.fake_tensorrt import FakeCuda, FakeTensorRT, pycuda_package  # noqa: E402
+
+
+@pytest.fixture
+def fake_gpu():
+    """tensorrt and pycuda.driver replaced by the stand-ins in tests/fake_tensorrt.py (an 'Orin', TensorRT 10.3.0)."""
+
+    def install(version: str = "10.3.0", gpu: str = "Orin"):
+        cuda = FakeCuda(gpu_name=gpu)
+        trt = FakeTensorRT(cuda, version)
+        patcher = mock.patch.dict(sys.modules, {"tensorrt": trt, "pycuda": pycuda_package(cuda), "pycuda.driver": cuda})
+        patcher.start()
+        patches.append(patcher)
+        return trt
+
+    patches: list = []
+    yield install
+    for p in reversed(patches):
+        p.stop()
+
+
+def _build(tmp_path: Path, src: Path, *flags: str, config: str = "") -> tuple[int, Path, Path]:
+    onnx_path = tmp_path / src.name
+    if not onnx_path.exists():
+        onnx_path.write_bytes(src.read_bytes())
+    cfg = tmp_path / "build.yaml"
+    cfg.write_text(f"tensorrt: {{timing_cache_dir: {tmp_path / 'cache'}, max_frames: 300{config}}}\n")
+    engine = onnx_path.with_suffix(".engine")
+    rc = export_cli.main(["engine", "--onnx", str(onnx_path), "--out", str(engine), "--config", str(cfg), *flags])
+    return rc, onnx_path, engine
+
+
+@pytest.mark.parametrize("version", ["8.6.1", "10.3.0"])
+def test_build_writes_engine_and_manifest_and_reuses_the_timing_cache(tmp_path, speech_onnx, fake_gpu, capsys, version):
+    trt = fake_gpu(version)
+    rc, onnx_path, engine = _build(tmp_path, speech_onnx, "--fp16", "--workspace-mb", "64")
+    assert rc == 0, capsys.readouterr().err
+    assert f"{engine}: fp16 engine of speech-tiny-s0 for Orin (sm 8.7), TensorRT {version}" in capsys.readouterr().out
+    m = read_manifest(engine)
+    assert (m.precision, m.gpu_name, m.compute_capability, m.tensorrt_version) == ("fp16", "Orin", "8.7", version)
+    assert m.engine_sha256 == sha256_file(engine) and m.source_onnx == "speech.onnx" and m.source_onnx_sha256 == sha256_file(onnx_path)
+    assert m.speech_features == FEATURES.as_dict() and m.metadata["showsay.model_id"] == "speech-tiny-s0"
+    assert m.profiles == [compute_profile("speech", TensorRTSettings(max_frames=300), feat_dim=39)]
+    assert trt.built[0]["flags"] == ["FP16"] and trt.built[0]["workspace"] == 64 << 20
+    assert trt.built[0]["profile"][SPEECH_INPUT] == ([1, 1, 39], [1, 100, 39], [16, 300, 39])
+    (cache,) = (tmp_path / "cache").glob("timing-*.cache")
+    assert cache.read_bytes() == b"+build"
+    assert _build(tmp_path, speech_onnx, "--fp16")[0] == 0
+    assert cache.read_bytes() == b"+build+build"  # the second build started from the first one's cache
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["build.yaml", "speech.engine", "speech.engine.json", "speech.onnx"]
+
+
+def test_build_reports_every_parser_error_with_its_node(tmp_path, fake_gpu, capsys):
+    trt = fake_gpu()
+    trt.OnnxParser.SUPPORTED = trt.OnnxParser.SUPPORTED - {"Range", "Tanh"}  # as if this TensorRT lacked them
+    model = _speech_graph(np.random.default_rng(0))
+    model.graph.node[2].name = "/pool/steps"
+    model.graph.node[14].name = "/proj/act"
+    src = tmp_path / "src" / "bad.onnx"
+    src.parent.mkdir()
+    onnx.save(attach_metadata(model, kind="speech", model_id="bad", embedding_dim=8, input_layout="", training_data="", speech_features=FEATURES.as_dict()), str(src))
+    rc, _, engine = _build(tmp_path, src)
+    err = capsys.readouterr().err
+    assert rc == 1 and "TensorRT's ONNX parser failed" in err
+    assert "node 2 '/pool/steps' (Range): no importer for op Range" in err
+    assert "node 14 '/proj/act' (Tanh): no importer for op Tanh" in err
+    assert not engine.exists() and not manifest_path(engine).exists()
+
+
+def test_int8_build_calibrates_on_the_manifest_then_reuses_the_cache(tmp_path, speech_onnx, fake_gpu, capsys):
+    trt = fake_gpu()
+    csv = tone_manifest(tmp_path / "data", per=2)  # 12 recordings
+    rc, _, engine = _build(tmp_path, speech_onnx, "--int8", "--calibration", str(csv), config=", calibration_batch: 4")
+    assert rc == 0, capsys.readouterr().err
+    assert trt.built[0]["flags"] == ["FP16", "INT8"] and trt.built[0]["calibration_batches"] == 3
+    assert read_manifest(engine).precision == "int8"
+    (calib,) = tmp_path.glob("speech.int8-*.calib")
+    assert calib.read_bytes() == b"fake calibration table"
+    assert _build(tmp_path, speech_onnx, "--int8", "--calibration", str(csv), config=", calibration_batch: 4")[0] == 0
+    assert trt.built[1]["calibration_batches"] == 0  # the cache answered
+    assert export_cli.main(["engine", "--onnx", str(speech_onnx), "--out", str(engine), "--int8"]) == 1
+    assert "--int8 needs --calibration" in capsys.readouterr().err
+
+
+def test_runtime_runs_the_engine_on_its_owner_thread_and_matches_onnxruntime(tmp_path, speech_onnx, fake_gpu, capsys):
+    fake_gpu()
+    rc, onnx_path, engine = _build(tmp_path, speech_onnx, "--fp16")
+    assert rc == 0
+    enc = load_engine_encoder(onnx_path, FEATURES.as_dict())  # 'speech.onnx' means the engine beside it
+    try:
+        assert enc.path == engine and enc.encoder_id == "speech-tiny-s0" and enc.precision == "fp16"
+        ref = OnnxEncoder(onnx_path)
+        rng = np.random.default_rng(1)
+        allocations = []
+        for lengths in ([50], [30], [120, 7], [300], [20, 20, 20]):
+            feats = [rng.standard_normal((t, 39)).astype(np.float32) for t in lengths]
+            np.testing.assert_allclose(enc.embed(feats), ref.embed(feats), rtol=1e-5, atol=1e-6)
+            allocations.append(enc._worker.call(lambda r: r._buffers.allocations))
+        # features, lengths, embeddings allocated once; grown for (2, 120), (1, 300) features and the batch of 3
+        assert allocations == [3, 3, 6, 7, 9]
+        with pytest.raises(ModelError, match="utterance of 301 frames"):
+            enc.embed([np.zeros((301, 39), np.float32)])
+    finally:
+        enc.close()
+
+
+def test_runtime_refuses_an_engine_from_another_gpu_or_a_corrupt_file(tmp_path, speech_onnx, fake_gpu):
+    fake_gpu()
+    rc, onnx_path, engine = _build(tmp_path, speech_onnx)
+    assert rc == 0
+    fake_gpu(gpu="Xavier")  # the same engine taken to another board
+    with pytest.raises(ModelError, match=r"cannot run this engine here: it was built for GPU 'Orin'.*showsay export engine --onnx .*speech.onnx --out .*speech.engine"):
+        load_engine_encoder(engine, FEATURES.as_dict())
+    fake_gpu(version="10.4.0")
+    with pytest.raises(ModelError, match="built with TensorRT 10.3.0, this device has TensorRT 10.4.0"):
+        load_engine_encoder(engine)
+    fake_gpu()
+    engine.write_bytes(engine.read_bytes()[:-10])
+    with pytest.raises(ModelError, match="does not match its manifest"):
+        load_engine_encoder(engine)
+
+
+def test_check_verify_and_latency_commands_run_engines(tmp_path, speech_onnx, image_onnx, fake_gpu, capsys):
+    from edge.cli import main
+
+    fake_gpu()
+    assert _build(tmp_path, speech_onnx, "--fp16")[0] == 0
+    assert _build(tmp_path, image_onnx, "--fp16")[0] == 0
+    capsys.readouterr()
+    cfg = tmp_path / "daemon.yaml"
+    cfg.write_text("encoders: {backend: tensorrt, speech: speech.onnx, image: image.engine}\n")
+    assert main(["check", "--config", str(cfg)]) == 0
+    assert "ok (speech encoder speech-tiny-s0, image encoder image-tiny-s0)" in capsys.readouterr().out
+    cfg.write_text("encoders: {backend: tensorrt, speech: speech.onnx}\nspeech_features: {n_mfcc: 20}\n")
+    assert main(["check", "--config", str(cfg)]) == 1
+    assert "n_mfcc: config has 20, model has 13" in capsys.readouterr().err
+
+    csv = tone_manifest(tmp_path / "data")
+    argv = ["verify", "--onnx", str(tmp_path / "speech.onnx"), "--engine", str(tmp_path / "speech.engine"), "--speech", str(csv), "--episodes", "10"]
+    assert export_cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "cosine tensorrt-fp16 vs onnxruntime-cpu: min 1.00000" in out and "-> PASS" in out and "one-shot" in out
+    img_csv = image_manifest(tmp_path / "imgdata")
+    argv = ["verify", "--onnx", str(tmp_path / "image.onnx"), "--engine", str(tmp_path / "image.engine"), "--images", str(img_csv), "--episodes", "10"]
+    assert export_cli.main(argv) == 0 and "-> PASS" in capsys.readouterr().out
+    argv = ["verify", "--onnx", str(speech_onnx), "--engine", str(tmp_path / "image.engine"), "--speech", str(csv)]
+    assert export_cli.main(argv) == 1 and "built from another ONNX file" in capsys.readouterr().err
+
+    argv = ["latency", "--onnx", str(tmp_path / "image.onnx"), "--engine", str(tmp_path / "image.engine"), "--repeats", "2", "--warmup", "1"]
+    assert export_cli.main(argv) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| tensorrt 10.3.0 (Orin) | fp16 |")]
+    assert [r.split("|")[3].strip() for r in rows] == ["1 image", "4 images", "16 images"]
