@@ -346,13 +346,28 @@ class TensorRTEncoder:
         self.info = ModelInfo.from_metadata(manifest.metadata, str(manifest_source(path)))
         self.encoder_id = self.info.model_id  # same model, same embeddings within the verified tolerance
         self.settings = self.info.image_settings  # image encoders only
+        expected = {SPEECH_INPUT, SPEECH_LENGTHS} if self.info.kind == "speech" else {IMAGE_INPUT}
+        if set(profile) != expected:
+            raise ModelError(f"{path}: engine inputs are {sorted(profile)}, expected {sorted(expected)} for a {self.info.kind} encoder; rebuild it from a showsay ONNX encoder")
         self.profile = profile
+        self.max_batch = int(profile[SPEECH_INPUT if self.info.kind == "speech" else IMAGE_INPUT]["max"][0])
         self._worker = worker
+        self._warned_batch = False
 
     def embed(self, batch: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        """(N, dim) embeddings: a list of feature matrices for speech, an image batch (all candidates of a frame) for images."""
+        """(N, dim) embeddings: a list of feature matrices for speech, an image batch (all candidates of a frame) for images.
+
+        A batch larger than the engine's profile runs in profile-sized calls (logged once: raise
+        ``tensorrt.max_*_batch`` and rebuild); an utterance longer than the profile is refused.
+        """
         if len(batch) == 0:
             return np.zeros((0, self.info.embedding_dim), np.float32)
+        if len(batch) > self.max_batch:
+            if not self._warned_batch:
+                log.warning("%s: batches of %d split into calls of %d (the engine's profile); raise tensorrt.max_%s_batch and rebuild to run them at once",
+                            self.path, len(batch), self.max_batch, self.info.kind)
+                self._warned_batch = True
+            return np.concatenate([self.embed(batch[i : i + self.max_batch]) for i in range(0, len(batch), self.max_batch)])
         if self.info.kind == "speech":
             feats, lengths = pad_features(batch)  # type: ignore[arg-type]
             feeds = {SPEECH_INPUT: feats, SPEECH_LENGTHS: lengths}

@@ -1,22 +1,21 @@
 """INT8 calibration over real recordings or images listed in a manifest CSV.
 
-The manifest is ``path,label,speaker`` (speech) or ``path,label`` (images), one row per file, with
-paths relative to the CSV. The batching is plain numpy (:func:`calibration_batches`), so it is
+The manifest is the benchmark's (:mod:`edge.bench.manifest`): ``path,label,speaker`` for recordings,
+``path,label`` for images, paths relative to the CSV. The batching is plain numpy (:func:`calibration_batches`), so it is
 tested without TensorRT; :func:`make_entropy_calibrator` wraps it in TensorRT's
 ``IInt8EntropyCalibrator2`` on the device.
 """
 from __future__ import annotations
 
-import csv
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Union
 
 import numpy as np
 
 from edge.audio import AudioError
+from edge.bench.manifest import ImageItem, ManifestError, SpeechItem, read_image_manifest, read_speech_manifest
 from edge.features import SpeechFeatureSettings, wav_features
 from edge.images import ImageError, ImageSettings, load_image, preprocess_image
 from edge.model_io import IMAGE_INPUT, SPEECH_INPUT, SPEECH_LENGTHS, ModelError, ModelInfo
@@ -26,39 +25,18 @@ from edge.trt_manifest import write_atomic
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ManifestItem:
-    """One recording or image of a manifest."""
-
-    path: Path
-    label: str
-    speaker: str | None = None
+Item = Union[SpeechItem, ImageItem]
 
 
-def read_manifest_csv(csv_path: str | os.PathLike) -> list[ManifestItem]:
-    """Rows of a ``path,label[,speaker]`` CSV, paths resolved relative to the CSV's folder."""
-    csv_path = Path(csv_path)
+def read_items(csv_path: str | os.PathLike, kind: str) -> list[Item]:
+    """Recordings (``path,label,speaker``) or images (``path,label``) of a benchmark manifest, as ModelError on failure."""
     try:
-        with open(csv_path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            fields = reader.fieldnames or []
-            if "path" not in fields or "label" not in fields:
-                raise ModelError(f"{csv_path}: a manifest needs a header with columns path,label[,speaker]; got {','.join(fields) or 'nothing'}")
-            items = []
-            for line, row in enumerate(reader, start=2):
-                if not row.get("path") or row.get("label") in (None, ""):
-                    raise ModelError(f"{csv_path}:{line}: empty path or label")
-                items.append(ManifestItem(csv_path.parent / row["path"], row["label"], row.get("speaker") or None))
-    except FileNotFoundError:
-        raise ModelError(f"{csv_path}: no such manifest") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ModelError(f"{csv_path}: cannot read the manifest ({exc})") from None
-    if not items:
-        raise ModelError(f"{csv_path}: the manifest lists no files")
-    return items
+        return list(read_speech_manifest(csv_path) if kind == "speech" else read_image_manifest(csv_path))
+    except ManifestError as exc:
+        raise ModelError(str(exc)) from None
 
 
-def speech_input(item: ManifestItem, features: SpeechFeatureSettings) -> np.ndarray:
+def speech_input(item: Item, features: SpeechFeatureSettings) -> np.ndarray:
     """(frames, dim) features of one recording; errors name the file."""
     try:
         return wav_features(item.path, features)
@@ -66,7 +44,7 @@ def speech_input(item: ManifestItem, features: SpeechFeatureSettings) -> np.ndar
         raise ModelError(f"{item.path}: cannot compute speech features ({exc})") from None
 
 
-def image_input(item: ManifestItem, settings: ImageSettings) -> np.ndarray:
+def image_input(item: Item, settings: ImageSettings) -> np.ndarray:
     """(channels, size, size) encoder input of one image; errors name the file."""
     try:
         return preprocess_image(load_image(item.path), settings)
@@ -94,7 +72,7 @@ def fix_frames(feats: np.ndarray, frames: int) -> tuple[np.ndarray, int]:
 
 
 def calibration_batches(
-    items: Iterable[ManifestItem],
+    items: Iterable[Item],
     info: ModelInfo,
     batch_size: int,
     frames: int,

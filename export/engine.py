@@ -44,7 +44,7 @@ from edge.trt_manifest import (
     timing_cache_path,
     write_atomic,
 )
-from export.calibration import calibration_batches, calibration_shapes, feature_settings_of, make_entropy_calibrator, read_manifest_csv
+from export.calibration import calibration_batches, calibration_shapes, feature_settings_of, make_entropy_calibrator, read_items
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ def _attach_calibrator(
     csv_path: Path, max_batches: int, out_path: Path, onnx_path: Path,
 ) -> Any:
     """Entropy calibration on real inputs at fixed shapes (calibration runs at one profile's shapes)."""
-    items = read_manifest_csv(csv_path)
+    items = read_items(csv_path, info.kind)
     max_batch = settings.max_speech_batch if info.kind == "speech" else settings.max_image_batch
     batch = min(settings.calibration_batch, max_batch, len(items))
     shapes = calibration_shapes(info, batch, settings.opt_frames)

@@ -17,11 +17,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge.config import ConfigError, load_config
-from edge.encoders import OnnxEncoder
+from edge.bench.episodes import EpisodeError
+from edge.bench.runner import BenchSettings, run_benchmark
+from edge.config import Config, ConfigError, load_config
+from edge.encoders import DtwSpeech, OnnxEncoder, PixelImage
 from edge.model_io import SPEECH_INPUT, ModelError, ModelInfo
 from edge.trt_manifest import TensorRTSettings, read_manifest, sha256_file
-from export.calibration import ManifestItem, feature_settings_of, image_input, read_manifest_csv, speech_input
+from export.calibration import Item, feature_settings_of, image_input, read_items, speech_input
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify", help="compare a TensorRT engine with ONNX Runtime on real recordings or images")
     p.add_argument("--onnx", required=True, type=Path, help="the ONNX encoder the engine was built from")
     p.add_argument("--engine", required=True, type=Path, help="the engine built by 'showsay export engine'")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--speech", type=Path, help="manifest CSV path,label,speaker of recordings")
-    src.add_argument("--images", type=Path, help="manifest CSV path,label of images")
-    p.add_argument("--max-items", type=int, default=400, help="most files to use, a seeded sample (default 400)")
-    p.add_argument("--episodes", type=int, default=200, help="one-shot episodes for the accuracy (default 200)")
+    p.add_argument("--speech", type=Path, help="benchmark manifest CSV path,label,speaker of recordings")
+    p.add_argument("--images", type=Path, help="benchmark manifest CSV path,label of images")
+    p.add_argument("--max-items", type=int, default=400, help="most files compared embedding by embedding, a seeded sample (default 400)")
+    p.add_argument("--episodes", type=int, default=200, help="one-shot episodes for the accuracies (default 200)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", type=Path, help="YAML config (speech features of the DTW partner when an image engine is benchmarked)")
     p.set_defaults(func=run_verify)
 
     p = sub.add_parser("latency", help="per-call encoder time on ONNX Runtime (CPU) and, where installed, TensorRT")
@@ -55,13 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------- verify
 
 
-def load_inputs(items: Sequence[ManifestItem], info: ModelInfo, max_items: int, seed: int) -> tuple[Any, list[str], list[str | None]]:
+def load_inputs(items: Sequence[Item], info: ModelInfo, max_items: int, seed: int) -> tuple[Any, list[str], list[str | None]]:
     """Encoder inputs of a seeded sample of the manifest: feature matrices (speech) or a (N, C, S, S) batch."""
     rng = np.random.default_rng(seed)
     if len(items) > max_items:
         items = [items[i] for i in sorted(rng.choice(len(items), max_items, replace=False))]
     labels = [it.label for it in items]
-    speakers = [it.speaker for it in items]
+    speakers = [getattr(it, "speaker", None) for it in items]
     if info.kind == "speech":
         features = feature_settings_of(info, info.model_id)
         return [speech_input(it, features) for it in items], labels, speakers
@@ -181,38 +183,86 @@ def format_report(r: ParityReport, reference: str, candidate: str) -> str:
     return "\n".join(lines)
 
 
+def benchmark_side_by_side(
+    reference: Any, candidate: Any, speech_csv: Path, images_csv: Path, cfg: Config, episodes: int, seed: int, candidate_name: str,
+) -> list[tuple[str, dict[str, Any]]]:
+    """The one-shot benchmark (edge.bench) with the ONNX Runtime encoder, then with the engine.
+
+    The other modality uses its baseline (pixels for a speech engine, DTW for an image engine) in
+    both runs, so any difference comes from the engine.
+    """
+    speech = read_items(speech_csv, "speech")
+    images = read_items(images_csv, "image")
+    if reference.info.kind == "speech":
+        features = feature_settings_of(reference.info, str(reference.path))
+        pairs = [(reference, PixelImage()), (candidate, PixelImage())]
+    else:
+        features = cfg.speech_features
+        pairs = [(DtwSpeech(features), reference), (DtwSpeech(features), candidate)]
+    classes = len({it.label for it in speech} & {it.label for it in images})
+    settings = BenchSettings(ways=max(2, min(10, classes)), shots=1, episodes=episodes, queries=10, seeds=(seed,))
+    results = []
+    for (sp, im), name in zip(pairs, ("onnxruntime-cpu", candidate_name)):
+        summary, _ = run_benchmark(speech, images, sp, im, features, settings, progress=False)  # type: ignore[arg-type]
+        results.append((name, summary))
+    return results
+
+
+def format_benchmark(results: list[tuple[str, dict[str, Any]]]) -> str:
+    """Accuracies of both backends as a markdown table (percent, 95% confidence half-width)."""
+    first = results[0][1]
+    lines = [
+        f"benchmark: {first['ways']}-way 1-shot, {first['episodes']} episodes x {first['queries']} queries, speakers {first['speakers']}, "
+        f"speech {first['speech_encoder']}, images {first['image_encoder']}",
+        "| backend | multimodal % | speech-only % | image-only % |",
+        "|---|---|---|---|",
+    ]
+    for name, r in results:
+        lines.append(
+            f"| {name} | {100 * r['accuracy']:.1f} ± {100 * r['ci95']:.1f} | {100 * r['speech_accuracy']:.1f} ± {100 * r['speech_ci95']:.1f} | "
+            f"{100 * r['image_accuracy']:.1f} ± {100 * r['image_ci95']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def run_verify(args: argparse.Namespace) -> int:
     """The 'verify' subcommand: exit 0 when every embedding meets the precision's threshold."""
     from edge.trt_backend import import_pycuda, import_tensorrt, load_engine_encoder
 
-    csv_path = args.speech or args.images
-    want = "speech" if args.speech else "image"
+    if args.speech is None and args.images is None:
+        print("showsay export verify: give --speech MANIFEST.csv or --images MANIFEST.csv (both: also the one-shot benchmark)", file=sys.stderr)
+        return 1
+    bench = None
     try:
         import_tensorrt()
         import_pycuda()
+        cfg = load_config(args.config)
         reference = OnnxEncoder(args.onnx)
-        if reference.info.kind != want:
-            raise ModelError(f"{args.onnx}: a {reference.info.kind} encoder, but --{'speech' if want == 'speech' else 'images'} was given")
+        kind = reference.info.kind
+        csv_path = args.speech if kind == "speech" else args.images
+        if csv_path is None:
+            raise ModelError(f"{args.onnx}: a {kind} encoder; give --{'speech' if kind == 'speech' else 'images'} MANIFEST.csv")
         manifest = read_manifest(args.engine)
         if manifest.source_onnx_sha256 != sha256_file(args.onnx):
             raise ModelError(f"{args.engine}: built from another ONNX file than {args.onnx} (sha256 differs); rebuild it or pass the right --onnx")
         candidate = load_engine_encoder(args.engine, reference.info.speech_features)
+        name = f"tensorrt-{manifest.precision}"
         try:
-            items = read_manifest_csv(csv_path)
-            inputs, labels, speakers = load_inputs(items, reference.info, args.max_items, args.seed)
-            profile = candidate.profile
-            first = next(iter(profile.values()))
-            chunk = max(1, min(16, first["max"][0]))
-            max_frames = profile[SPEECH_INPUT]["max"][1] if want == "speech" else None
+            inputs, labels, speakers = load_inputs(read_items(csv_path, kind), reference.info, args.max_items, args.seed)
+            max_frames = candidate.profile[SPEECH_INPUT]["max"][1] if kind == "speech" else None
             threshold = THRESHOLDS.get(manifest.precision, 0.999)
-            report = compare_encoders(reference, candidate, inputs, labels, speakers, want, threshold, chunk, args.episodes, args.seed, max_frames)
+            report = compare_encoders(reference, candidate, inputs, labels, speakers, kind, threshold, candidate.max_batch, args.episodes, args.seed, max_frames)
+            if args.speech is not None and args.images is not None:
+                bench = benchmark_side_by_side(reference, candidate, args.speech, args.images, cfg, args.episodes, args.seed, name)
         finally:
             candidate.close()
-    except ModelError as exc:
+    except (ModelError, ConfigError, EpisodeError) as exc:
         print(f"showsay export verify: {exc}", file=sys.stderr)
         return 1
     print(f"{args.engine}: {manifest.precision} engine on {manifest.gpu_name}, TensorRT {manifest.tensorrt_version}; {csv_path}")
-    print(format_report(report, "onnxruntime-cpu", f"tensorrt-{manifest.precision}"))
+    print(format_report(report, "onnxruntime-cpu", name))
+    if bench:
+        print(format_benchmark(bench))
     return 0 if report.passed else 1
 
 

@@ -39,7 +39,7 @@ from edge.trt_manifest import (
     write_atomic,
 )
 from export import cli as export_cli
-from export.calibration import calibration_batches, make_entropy_calibrator, read_manifest_csv
+from export.calibration import calibration_batches, make_entropy_calibrator, read_items
 from export.engine import create_network, metadata_of, parser_errors
 from export.metadata import attach_metadata
 from export.parity import THRESHOLDS, compare_encoders, load_inputs, one_shot_accuracy
@@ -161,16 +161,16 @@ def tone_manifest(folder: Path, labels=("a", "b", "c"), speakers=("s1", "s2"), p
     return csv
 
 
-def image_manifest(folder: Path, n_per: int = 3) -> Path:
-    """Png images of three shapes and their manifest CSV."""
+def image_manifest(folder: Path, n_per: int = 3, labels=("box", "bar", "dot")) -> Path:
+    """Png images of three shapes (a box, a bar, a dot, named by ``labels``) and their manifest CSV."""
     (folder / "imgs").mkdir(parents=True, exist_ok=True)
     rows = ["path,label"]
-    for label in ("box", "bar", "dot"):
+    for label, shape in zip(labels, ("box", "bar", "dot")):
         for k in range(n_per):
             img = np.zeros((40 + 4 * k, 40), np.uint8)
-            if label == "box":
+            if shape == "box":
                 img[8:30, 8:30] = 255
-            elif label == "bar":
+            elif shape == "bar":
                 img[:, 18 + k : 22 + k] = 255
             else:
                 cv2.circle(img, (20, 20), 6 + k, 255, -1)
@@ -367,7 +367,7 @@ def test_export_commands_without_tensorrt_print_one_message(speech_onnx, tmp_pat
 
 def test_calibration_batches_over_real_recordings(tmp_path, speech_onnx):
     csv = tone_manifest(tmp_path)  # 12 recordings of 29 to 134 frames
-    items = read_manifest_csv(csv)
+    items = read_items(csv, "speech")
     assert len(items) == 12 and items[0].path.is_file() and items[0].speaker == "s1"
     info = OnnxEncoder(speech_onnx).info
     batches = list(calibration_batches(items, info, batch_size=5, frames=80))
@@ -387,17 +387,30 @@ def test_calibration_batches_over_real_recordings(tmp_path, speech_onnx):
         next(calibration_batches(items, info, batch_size=13, frames=80))
 
 
+def test_calibration_batches_over_fsdd_recordings(tmp_path, speech_onnx, shared_data):
+    from edge.bench.datasets import fsdd_manifest
+
+    csv = tmp_path / "fsdd.csv"
+    fsdd_manifest(shared_data / "fsdd", csv)
+    items = read_items(csv, "speech")[:40]
+    info = OnnxEncoder(speech_onnx).info
+    batches = list(calibration_batches(items, info, batch_size=8, frames=100))
+    assert len(batches) == 5
+    lengths = np.concatenate([b[SPEECH_LENGTHS] for b in batches])
+    assert lengths.min() >= 10 and lengths.max() <= 100  # real 8 kHz digits of 0.2 to 1+ s, resampled to 16 kHz features
+
+
 def test_calibration_batches_over_images_and_bad_files(tmp_path, image_onnx):
     csv = image_manifest(tmp_path)
     info = OnnxEncoder(image_onnx).info
-    batches = list(calibration_batches(read_manifest_csv(csv), info, batch_size=4, frames=0))
+    batches = list(calibration_batches(read_items(csv, "image"), info, batch_size=4, frames=0))
     assert [b[IMAGE_INPUT].shape for b in batches] == [(4, 1, 16, 16)] * 2
     (tmp_path / "imgs" / "box0.png").write_bytes(b"garbage")
     with pytest.raises(ModelError, match="box0.png: not a readable image"):
-        list(calibration_batches(read_manifest_csv(csv), info, batch_size=9, frames=0))
+        list(calibration_batches(read_items(csv, "image"), info, batch_size=9, frames=0))
     (tmp_path / "bad.csv").write_text("file,word\nx.png,a\n")
-    with pytest.raises(ModelError, match="bad.csv: a manifest needs a header with columns path,label"):
-        read_manifest_csv(tmp_path / "bad.csv")
+    with pytest.raises(ModelError, match="bad.csv: header must have path,label"):
+        read_items(tmp_path / "bad.csv", "image")
 
 
 def test_entropy_calibrator_feeds_batches_in_the_order_tensorrt_names_inputs(tmp_path):
@@ -565,8 +578,8 @@ def test_engine_encoder_pads_checks_profile_and_matches_onnxruntime(engine_dir, 
         assert enc.embed([]).shape == (0, 8)
         with pytest.raises(ModelError, match="utterance of 201 frames.*rebuild the engine"):
             enc.embed([rng.standard_normal((201, 39)).astype(np.float32)])
-        with pytest.raises(ModelError, match="batch of 5"):
-            enc.embed(utterances + utterances[:2])
+        five = utterances + utterances[:2]  # more than max_speech_batch: run in two calls, same results
+        np.testing.assert_allclose(enc.embed(five), OnnxEncoder(speech_onnx).embed(five), rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------- verify and latency logic on CPU
@@ -593,7 +606,7 @@ def test_one_shot_accuracy_counts_nearest_support_and_skips_same_speaker_queries
 def test_compare_encoders_passes_the_same_model_and_fails_another(tmp_path, speech_onnx):
     csv = tone_manifest(tmp_path, per=2)
     ref = OnnxEncoder(speech_onnx)
-    inputs, labels, speakers = load_inputs(read_manifest_csv(csv), ref.info, max_items=100, seed=0)
+    inputs, labels, speakers = load_inputs(read_items(csv, "speech"), ref.info, max_items=100, seed=0)
     assert len({f.shape[0] for f in inputs}) >= 3  # several lengths
     same = compare_encoders(ref, OnnxEncoder(speech_onnx), inputs, labels, speakers, "speech", THRESHOLDS["fp16"], 4, 20, 0, max_frames=120)
     assert same.passed and same.min_cosine > 0.99999 and same.accuracy_reference == same.accuracy_candidate
@@ -824,6 +837,15 @@ def test_check_verify_and_latency_commands_run_engines(tmp_path, speech_onnx, im
     assert export_cli.main(argv) == 0 and "-> PASS" in capsys.readouterr().out
     argv = ["verify", "--onnx", str(speech_onnx), "--engine", str(tmp_path / "image.engine"), "--speech", str(csv)]
     assert export_cli.main(argv) == 1 and "built from another ONNX file" in capsys.readouterr().err
+
+    # both manifests (same labels): the one-shot benchmark of edge.bench, ONNX Runtime and engine side by side
+    paired = image_manifest(tmp_path / "paired", labels=("a", "b", "c"))
+    argv = ["verify", "--onnx", str(tmp_path / "speech.onnx"), "--engine", str(tmp_path / "speech.engine"), "--speech", str(csv), "--images", str(paired), "--episodes", "5"]
+    assert export_cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "benchmark: 3-way 1-shot, 5 episodes x 10 queries, speakers different, speech speech-tiny-s0, images pixels-" in out
+    rows = [r.split("|")[2:5] for r in out.splitlines() if r.startswith(("| onnxruntime-cpu |", "| tensorrt-fp16 |"))]
+    assert len(rows) == 2 and rows[0] == rows[1]  # the stand-in engine computes exactly what ONNX Runtime does
 
     argv = ["latency", "--onnx", str(tmp_path / "image.onnx"), "--engine", str(tmp_path / "image.engine"), "--repeats", "2", "--warmup", "1"]
     assert export_cli.main(argv) == 0
