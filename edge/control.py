@@ -38,6 +38,7 @@ import select
 import socket
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,10 +227,11 @@ class ControlServer:
             self._stop_subscriber(sub)
         for conn, _ in conns:
             _shutdown(conn)
+        deadline = time.monotonic() + 2.0  # a handler still busy with a request is left to finish alone
         if self._accept_thread is not None:
-            self._accept_thread.join(timeout=2.0)
+            self._accept_thread.join(timeout=max(0.0, deadline - time.monotonic()))
         for _, thread in conns:
-            thread.join(timeout=2.0)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> "ControlServer":
         self.start()

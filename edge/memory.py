@@ -251,7 +251,7 @@ def read_header(path: Path) -> tuple[int, int]:
     return int.from_bytes(head[60:64], "big", signed=True), int.from_bytes(head[68:72], "big", signed=True)
 
 
-def _foreign_tables(path: Path) -> str:
+def _foreign_tables(path: Path) -> str | None:
     """Table names of another program's SQLite file, for the error message (read with immutable=1)."""
     try:
         con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
@@ -260,7 +260,7 @@ def _foreign_tables(path: Path) -> str:
         finally:
             con.close()
     except sqlite3.Error:
-        return "unreadable"
+        return None
     return ", ".join(names[:8]) or "none"
 
 
@@ -326,10 +326,9 @@ class Memory:
     def _open(self, busy_timeout_ms: int, check_on_open: bool) -> sqlite3.Connection:
         version, app_id = read_header(self.path)
         if app_id != APPLICATION_ID:
-            raise MemoryFileError(
-                f"{self.path}: a SQLite file of another program (application_id {app_id:#x}, tables: "
-                f"{_foreign_tables(self.path)}), not a showsay memory; it was left untouched"
-            )
+            tables = _foreign_tables(self.path)
+            what = "a damaged SQLite file" if tables is None else f"a SQLite file of another program (tables: {tables})"
+            raise MemoryFileError(f"{self.path}: {what}, not a showsay memory (application_id {app_id:#x}); it was left untouched")
         try:
             con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000.0)
         except sqlite3.Error as exc:
