@@ -123,8 +123,16 @@ def check_request(message: Any) -> str | None:
     return None
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays (as the controller's numbers often are) to JSON types."""
+    if hasattr(value, "tolist"):  # np.generic, np.ndarray
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def _encode(obj: dict) -> bytes:
-    return (json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8")
+    """One JSON line; NaN and infinity are refused (they are not JSON)."""
+    return (json.dumps(obj, separators=(",", ":"), allow_nan=False, default=_plain) + "\n").encode("utf-8")
 
 
 class _Subscriber:

@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge.control import ControlClient, ControlError, ControlServer, ControlSettings, ControlTimeout, DaemonNotRunning
@@ -157,11 +158,14 @@ def test_events_reach_two_subscribers_in_order(server: ControlServer) -> None:
     wait_until(lambda: server.subscriber_count == 2)
     for i in range(5):
         server.publish({"event": "taught", "pair_id": i, "label": None})
+    server.publish({"event": "resolved", "box": np.array([1, 2, 3, 4]), "speech_distance": np.float32(0.5)})
+    server.publish({"event": "bad", "distance": float("nan")})  # not JSON: logged, not sent
     server.publish({"event": "last"})
     for t in threads:
         t.join(timeout=WAIT_S)
         assert not t.is_alive()
-    expected = [{"event": "taught", "pair_id": i, "label": None} for i in range(5)] + [{"event": "last"}]
+    expected = [{"event": "taught", "pair_id": i, "label": None} for i in range(5)]
+    expected += [{"event": "resolved", "box": [1, 2, 3, 4], "speech_distance": 0.5}, {"event": "last"}]
     assert got["a"] == expected and got["b"] == expected
     wait_until(lambda: server.subscriber_count == 0)  # both hung up; the server noticed
 
