@@ -20,6 +20,7 @@ never leaves a half-made memory behind.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -29,7 +30,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -329,6 +330,9 @@ class Memory:
             tables = _foreign_tables(self.path)
             what = "a damaged SQLite file" if tables is None else f"a SQLite file of another program (tables: {tables})"
             raise MemoryFileError(f"{self.path}: {what}, not a showsay memory (application_id {app_id:#x}); it was left untouched")
+        for where in (self.path, self.path.parent):  # WAL needs to write beside the file too
+            if not os.access(where, os.W_OK):
+                raise MemoryFileError(f"{where}: no write permission (run as the daemon's user, or with sudo)")
         try:
             con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000.0)
         except sqlite3.Error as exc:
@@ -364,6 +368,11 @@ class Memory:
                     con.execute("ROLLBACK")
                     raise
                 log.info("%s: schema upgraded from version %d to %d", self.path, version, SCHEMA_VERSION)
+        except sqlite3.OperationalError as exc:
+            con.close()
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise MemoryFileError(f"{self.path}: held by another process for longer than {busy_timeout_ms} ms ({exc})") from None
+            raise MemoryFileError(f"{self.path}: cannot use the memory file ({exc}); it was left untouched") from None
         except sqlite3.DatabaseError as exc:
             con.close()
             raise MemoryFileError(
@@ -408,7 +417,7 @@ class Memory:
         label = _check_label(label)
         embs = {k: _check_embedding(k, v) for k, v in (embeddings or {}).items()}
         wav, png = encode_wav(pcm, int(sample_rate_hz)), encode_png(img)
-        with self._lock, self._transaction() as con:
+        with self._transaction() as con:
             pair_id = self._insert(con, label, time.time(), int(sample_rate_hz), wav, png, embs)
         log.debug("%s: pair %d stored (%d samples, crop %s, embeddings %s)", self.path, pair_id, pcm.size, img.shape, sorted(embs))
         return pair_id
@@ -433,7 +442,7 @@ class Memory:
     def set_embedding(self, pair_id: int, encoder_id: str, vector: np.ndarray) -> None:
         """Store (or replace) the embedding ``encoder_id`` made of pair ``pair_id``."""
         arr = _check_embedding(encoder_id, vector)
-        with self._lock, self._transaction() as con:
+        with self._transaction() as con:
             if con.execute("SELECT 1 FROM pairs WHERE pair_id=?", (int(pair_id),)).fetchone() is None:
                 raise MemoryInputError(f"no pair {pair_id} in {self.path}")
             con.execute(
@@ -443,7 +452,7 @@ class Memory:
 
     def forget(self, pair_id: int) -> bool:
         """Delete a pair and its embeddings; False if there was no such pair."""
-        with self._lock, self._transaction() as con:
+        with self._transaction() as con:
             gone = con.execute("DELETE FROM pairs WHERE pair_id=?", (int(pair_id),)).rowcount > 0
         if gone:
             log.info("%s: pair %d forgotten", self.path, pair_id)
@@ -452,27 +461,40 @@ class Memory:
     def label(self, pair_id: int, text: str | None) -> None:
         """Set (or with None / empty text, clear) the label of a pair."""
         text = _check_label(text)
-        with self._lock, self._transaction() as con:
+        with self._transaction() as con:
             if con.execute("UPDATE pairs SET label=? WHERE pair_id=?", (text, int(pair_id))).rowcount == 0:
                 raise MemoryInputError(f"no pair {pair_id} in {self.path}")
 
-    class _Tx:
-        def __init__(self, con: sqlite3.Connection) -> None:
-            self.con = con
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; committed (and, with synchronous=FULL, fsynced) when the block ends."""
+        with self._lock:
+            self._require_open()
+            try:
+                self._con.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise MemoryError_(f"{self.path}: cannot write ({exc})") from exc
+            try:
+                yield self._con
+                self._con.execute("COMMIT")
+            except BaseException as exc:
+                if self._con.in_transaction:
+                    try:
+                        self._con.execute("ROLLBACK")
+                    except sqlite3.Error as rollback_exc:
+                        log.error("%s: rollback failed (%s)", self.path, rollback_exc)
+                if isinstance(exc, sqlite3.Error):
+                    raise MemoryError_(f"{self.path}: write failed, nothing was stored ({exc})") from exc
+                raise
 
-        def __enter__(self) -> sqlite3.Connection:
-            self.con.execute("BEGIN IMMEDIATE")
-            return self.con
-
-        def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-            if exc_type is None:
-                self.con.execute("COMMIT")  # synchronous=FULL: the WAL is fsynced before this returns
-            else:
-                self.con.execute("ROLLBACK")
-
-    def _transaction(self) -> "Memory._Tx":
-        self._require_open()
-        return Memory._Tx(self._con)
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._require_open()
+            try:
+                yield self._con
+            except sqlite3.Error as exc:
+                raise MemoryError_(f"{self.path}: read failed ({exc})") from exc
 
     def _require_open(self) -> None:
         if self._con is None:
@@ -482,9 +504,8 @@ class Memory:
 
     def pairs(self) -> list[TaughtPair]:
         """Every stored pair, oldest first; a pair whose bytes are damaged is logged and left out."""
-        with self._lock:
-            self._require_open()
-            rows = self._con.execute(
+        with self._reading() as con:
+            rows = con.execute(
                 "SELECT pair_id, label, created_unix, sample_rate_hz, audio_wav, audio_sha256, crop_png, crop_sha256 "
                 "FROM pairs ORDER BY pair_id"
             ).fetchall()
@@ -498,9 +519,8 @@ class Memory:
 
     def pair(self, pair_id: int) -> TaughtPair | None:
         """One pair, or None if there is no such pair."""
-        with self._lock:
-            self._require_open()
-            row = self._con.execute(
+        with self._reading() as con:
+            row = con.execute(
                 "SELECT pair_id, label, created_unix, sample_rate_hz, audio_wav, audio_sha256, crop_png, crop_sha256 "
                 "FROM pairs WHERE pair_id=?",
                 (int(pair_id),),
@@ -521,9 +541,8 @@ class Memory:
 
     def embeddings(self, encoder_id: str) -> dict[int, np.ndarray]:
         """pair id -> float32 array, for every pair that has an embedding by ``encoder_id``."""
-        with self._lock:
-            self._require_open()
-            rows = self._con.execute(
+        with self._reading() as con:
+            rows = con.execute(
                 "SELECT pair_id, shape, data FROM embeddings WHERE encoder_id=? ORDER BY pair_id", (encoder_id,)
             ).fetchall()
         out = {}
@@ -536,30 +555,27 @@ class Memory:
 
     def encoder_ids(self) -> dict[int, list[str]]:
         """pair id -> ids of the encoders that have embedded it."""
-        with self._lock:
-            self._require_open()
-            rows = self._con.execute("SELECT pair_id, encoder_id FROM embeddings ORDER BY pair_id, encoder_id").fetchall()
+        with self._reading() as con:
+            rows = con.execute("SELECT pair_id, encoder_id FROM embeddings ORDER BY pair_id, encoder_id").fetchall()
         out: dict[int, list[str]] = {}
         for pair_id, encoder_id in rows:
             out.setdefault(int(pair_id), []).append(encoder_id)
         return out
 
     def __len__(self) -> int:
-        with self._lock:
-            self._require_open()
-            return int(self._con.execute("SELECT count(*) FROM pairs").fetchone()[0])
+        with self._reading() as con:
+            return int(con.execute("SELECT count(*) FROM pairs").fetchone()[0])
 
     def check(self) -> list[str]:
         """Integrity problems: SQLite's own check, then every pair's bytes and embeddings (empty list: all well)."""
-        with self._lock:
-            self._require_open()
-            problems = [r[0] for r in self._con.execute("PRAGMA integrity_check")]
+        with self._reading() as con:
+            problems = [r[0] for r in con.execute("PRAGMA integrity_check")]
             problems = [] if problems == ["ok"] else problems
-            problems += [f"foreign key: {r}" for r in self._con.execute("PRAGMA foreign_key_check")]
-            rows = self._con.execute(
+            problems += [f"foreign key: {r}" for r in con.execute("PRAGMA foreign_key_check")]
+            rows = con.execute(
                 "SELECT pair_id, label, created_unix, sample_rate_hz, audio_wav, audio_sha256, crop_png, crop_sha256 FROM pairs"
             ).fetchall()
-            embs = self._con.execute("SELECT pair_id, encoder_id, shape, data FROM embeddings").fetchall()
+            embs = con.execute("SELECT pair_id, encoder_id, shape, data FROM embeddings").fetchall()
         for row in rows:
             try:
                 self._decode_pair(row)
@@ -582,17 +598,16 @@ class Memory:
         out = Path(directory)
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise MemoryInputError(f"{out}: export needs a new or empty directory")
-        with self._lock:
-            self._require_open()
-            self._con.execute("BEGIN")  # one consistent snapshot
+        with self._reading() as con:
+            con.execute("BEGIN")  # one consistent snapshot
             try:
-                rows = self._con.execute(
+                rows = con.execute(
                     "SELECT pair_id, label, created_unix, sample_rate_hz, audio_wav, audio_sha256, crop_png, crop_sha256 "
                     "FROM pairs ORDER BY pair_id"
                 ).fetchall()
-                embs = self._con.execute("SELECT pair_id, encoder_id, shape, data FROM embeddings ORDER BY encoder_id").fetchall()
+                embs = con.execute("SELECT pair_id, encoder_id, shape, data FROM embeddings ORDER BY encoder_id").fetchall()
             finally:
-                self._con.execute("COMMIT")
+                con.execute("COMMIT")
         by_pair: dict[int, dict[str, Any]] = {}
         for pair_id, encoder_id, shape, data in embs:
             by_pair.setdefault(pair_id, {})[encoder_id] = {
@@ -645,7 +660,7 @@ class Memory:
             raise MemoryInputError(f"{index_path}: export version {doc.get('version')!r}; this showsay reads version {EXPORT_VERSION}")
         staged = [_read_exported_pair(src, entry) for entry in doc.get("pairs", [])]
         new_ids: list[int] = []
-        with self._lock, self._transaction() as con:
+        with self._transaction() as con:
             for label, created, rate, wav, png, embs in staged:
                 dup = con.execute(
                     "SELECT pair_id FROM pairs WHERE audio_sha256=? AND crop_sha256=?", (_sha256(wav), _sha256(png))

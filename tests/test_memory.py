@@ -18,6 +18,7 @@ import pytest
 from edge.memory import (
     APPLICATION_ID,
     Memory,
+    MemoryError_,
     MemoryFileError,
     MemoryInputError,
     MemorySettings,
@@ -382,3 +383,20 @@ def test_reader_sees_whole_pairs_while_a_writer_writes(tmp_path: Path) -> None:
     assert len(reader.pairs()) == 40
     writer.close()
     reader.close()
+
+
+def test_a_write_blocked_by_another_process_fails_cleanly_and_stores_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "memory.sqlite3"
+    with Memory(path, busy_timeout_ms=100) as mem:
+        teach_seed(mem, 1)
+        other = sqlite3.connect(path, isolation_level=None)  # e.g. a memory CLI mid-import
+        other.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        with pytest.raises(MemoryError_, match=f"{path}: cannot write"):
+            teach_seed(mem, 2)
+        assert time.monotonic() - started < 5
+        other.execute("ROLLBACK")
+        other.close()
+        assert len(mem) == 1
+        teach_seed(mem, 3)  # works again once the other writer is gone
+        assert len(mem) == 2 and mem.check() == []
