@@ -143,7 +143,13 @@ class _Subscriber:
 
 
 class ControlServer:
-    """Serves requests to ``handler`` and streams published events to subscribers."""
+    """Serves requests to ``handler`` and streams published events to subscribers.
+
+    ``handler`` gets well-formed requests (see :data:`COMMANDS`; ``subscribe`` is handled here)
+    and returns the reply dict (``ok`` defaults to true). It is called on the connection's
+    thread, so two clients can call it at once: a daemon hands the request to its controller
+    thread and waits for the answer. An exception in it becomes an error reply and a log line.
+    """
 
     def __init__(self, settings: ControlSettings, handler: Handler) -> None:
         self.settings = settings
@@ -421,7 +427,8 @@ class ControlServer:
                 try:
                     conn.sendall(item)
                 except OSError as exc:
-                    log.warning("control: dropping a subscriber that does not read its events (%s)", exc)
+                    if not sub.dropped:  # else publish() already said why
+                        log.warning("control: dropping a subscriber that does not read its events (%s)", exc)
                     return
         finally:
             self._stop_subscriber(sub)

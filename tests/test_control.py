@@ -171,7 +171,8 @@ def test_events_reach_two_subscribers_in_order(server: ControlServer) -> None:
 
 
 def test_a_stuck_subscriber_does_not_block_publish_and_is_dropped(tmp_path: Path, caplog) -> None:
-    settings = ControlSettings(socket_path=str(tmp_path / "ctl.sock"), subscriber_queue_events=64, send_timeout_s=0.5)
+    # A blocking publish would wait send_timeout_s (5 s) on the stuck socket; it must take far less.
+    settings = ControlSettings(socket_path=str(tmp_path / "ctl.sock"), subscriber_queue_events=64, send_timeout_s=5.0)
     with ControlServer(settings, echo_handler) as server:
         check_stuck_subscriber(server, caplog)
 
@@ -198,8 +199,8 @@ def check_stuck_subscriber(server: ControlServer, caplog) -> None:
                 ev = read_line(good, buf)
                 if ev["i"] == i:
                     break
-    assert longest < 0.05, f"publish blocked for {longest:.3f} s"
-    assert time.monotonic() - started < WAIT_S
+    assert longest < 1.0, f"publish blocked for {longest:.3f} s"
+    assert time.monotonic() - started < 4.0
     wait_until(lambda: server.subscriber_count == 1)  # the stuck one is gone, the good one stays
     assert any("dropping a subscriber" in r.getMessage() for r in caplog.records)
     server.publish({"event": "after", "i": -1})
