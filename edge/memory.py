@@ -325,7 +325,7 @@ class Memory:
             Path(f"{tmp}-journal").unlink(missing_ok=True)
 
     def _open(self, busy_timeout_ms: int, check_on_open: bool) -> sqlite3.Connection:
-        version, app_id = read_header(self.path)
+        _, app_id = read_header(self.path)
         if app_id != APPLICATION_ID:
             tables = _foreign_tables(self.path)
             what = "a damaged SQLite file" if tables is None else f"a SQLite file of another program (tables: {tables})"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +77,16 @@ def test_changes_are_refused_while_a_daemon_runs(tmp_path: Path, capsys) -> None
         assert code == 1 and "a daemon is running" in err and "showsay forget" in err
         assert run_cli(capsys, "memory", "list", "--config", str(config))[0] == 0  # reading is fine
         assert run_cli(capsys, "memory", "forget", str(ids[0]), "--config", str(config), "--force")[0] == 0
+
+
+def test_check_reports_damage_with_exit_1(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "m.sqlite3"
+    ids = teach_some(db)
+    con = sqlite3.connect(db)
+    con.execute("UPDATE pairs SET audio_wav = substr(audio_wav, 1, 30) WHERE pair_id=?", (ids[2],))
+    con.commit()
+    con.close()
+    code, out, err = run_cli(capsys, "memory", "check", "--db", str(db))
+    assert code == 1 and len(out) == 1 and f"pair {ids[2]}" in out[0]["problem"] and "1 problem" in err
+    code, rows, _ = run_cli(capsys, "memory", "list", "--db", str(db))
+    assert code == 0 and [r["pair_id"] for r in rows] == ids[:2]  # the sound pairs still list

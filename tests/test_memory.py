@@ -400,3 +400,18 @@ def test_a_write_blocked_by_another_process_fails_cleanly_and_stores_nothing(tmp
         assert len(mem) == 1
         teach_seed(mem, 3)  # works again once the other writer is gone
         assert len(mem) == 2 and mem.check() == []
+
+
+def test_file_marked_as_ours_with_a_wrong_schema_is_refused_and_not_modified(tmp_path: Path) -> None:
+    path = tmp_path / "memory.sqlite3"
+    con = sqlite3.connect(path)
+    con.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    con.execute("PRAGMA user_version=1")
+    con.execute("CREATE TABLE pairs (x INTEGER)")
+    con.execute("CREATE TABLE embeddings (y INTEGER)")
+    con.commit()
+    con.close()
+    before = _snapshot(path)
+    with pytest.raises(MemoryFileError, match=f"{path}.*'pairs' lacks columns"):
+        Memory(path)
+    assert _snapshot(path) == before
