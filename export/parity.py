@@ -46,8 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_verify)
 
     p = sub.add_parser("latency", help="per-call encoder time on ONNX Runtime (CPU) and, where installed, TensorRT")
-    p.add_argument("--onnx", required=True, type=Path, help="the ONNX encoder")
-    p.add_argument("--engine", type=Path, action="append", default=[], help="engine(s) built from it (repeat for fp16, int8)")
+    p.add_argument("--onnx", required=True, type=Path, action="append", help="ONNX encoder (repeat for speech and image)")
+    p.add_argument("--engine", type=Path, action="append", default=[],
+                   help="engine(s) built from them, matched by the manifest's ONNX hash (repeat for fp16, int8); default: M.engine beside each M.onnx")
     p.add_argument("--config", type=Path, help="YAML config (tensorrt shapes, encoders.threads)")
     p.add_argument("--repeats", type=int, default=50, help="timed calls per input (default 50)")
     p.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
@@ -294,43 +295,67 @@ def time_calls(encoder: Any, batch: Any, warmup: int, repeats: int) -> tuple[flo
     return float(np.median(times)), float(np.percentile(times, 90))
 
 
+def engines_for(onnx_path: Path, given: Sequence[Path]) -> list[Path]:
+    """The engines built from this ONNX file: those given whose manifest names its sha256, else M.engine beside M.onnx."""
+    from edge.trt_backend import engine_path_for
+
+    if not given:
+        beside = engine_path_for(onnx_path)
+        return [beside] if beside.is_file() else []
+    sha = sha256_file(onnx_path)
+    return [e for e in given if read_manifest(e).source_onnx_sha256 == sha]
+
+
 def run_latency(args: argparse.Namespace) -> int:
-    """The 'latency' subcommand: a markdown table, one row per backend and input shape."""
-    from edge.trt_backend import BackendUnavailable, load_engine_encoder
+    """The 'latency' subcommand: a markdown table, one row per encoder, backend, precision and input shape."""
+    from edge.trt_backend import BackendUnavailable, import_pycuda, import_tensorrt, load_engine_encoder
 
     try:
         cfg = load_config(args.config)
-        reference = OnnxEncoder(args.onnx, threads=cfg.encoders.threads)
+        encoders = [OnnxEncoder(p, threads=cfg.encoders.threads) for p in args.onnx]
+        engines = {p: engines_for(p, args.engine) for p in args.onnx}
     except (ModelError, ConfigError) as exc:
         print(f"showsay export latency: {exc}", file=sys.stderr)
         return 1
-    inputs = latency_inputs(reference.info, cfg.tensorrt)
-    print(f"{args.onnx}: {reference.info.kind} encoder {reference.encoder_id}")
-    print("| backend | precision | input | median ms | p90 ms |")
-    print("|---|---|---|---|---|")
-    for desc, batch in inputs:
-        med, p90 = time_calls(reference, batch, args.warmup, args.repeats)
-        print(f"| onnxruntime-cpu ({cfg.encoders.threads} thread{'s' if cfg.encoders.threads > 1 else ''}) | fp32 | {desc} | {med:.2f} | {p90:.2f} |", flush=True)
+    unmatched = set(args.engine) - {e for found in engines.values() for e in found}
+    if unmatched:
+        print(f"showsay export latency: {', '.join(map(str, sorted(unmatched)))}: not built from any --onnx given", file=sys.stderr)
+        return 1
+    trt_missing = None
+    try:
+        import_tensorrt()
+        import_pycuda()
+    except BackendUnavailable as exc:
+        trt_missing = str(exc)
+    threads = cfg.encoders.threads
+    print("| encoder | backend | precision | input | median ms | p90 ms |")
+    print("|---|---|---|---|---|---|")
     status = 0
-    for engine in args.engine:
-        try:
-            enc = load_engine_encoder(engine, reference.info.speech_features)
-        except BackendUnavailable as exc:
-            print(f"tensorrt: not measured here: {exc}")
-            break
-        except ModelError as exc:
-            print(f"showsay export latency: {exc}", file=sys.stderr)
-            status = 1
+    for onnx_path, reference in zip(args.onnx, encoders):
+        inputs = latency_inputs(reference.info, cfg.tensorrt)
+        for desc, batch in inputs:
+            med, p90 = time_calls(reference, batch, args.warmup, args.repeats)
+            print(f"| {reference.encoder_id} | onnxruntime-cpu ({threads} thread{'s' if threads > 1 else ''}) | fp32 | {desc} | {med:.2f} | {p90:.2f} |", flush=True)
+        if trt_missing is not None:
             continue
-        try:
-            for desc, batch in inputs:
-                med, p90 = time_calls(enc, batch, args.warmup, args.repeats)
-                print(f"| tensorrt {enc.manifest.tensorrt_version} ({enc.manifest.gpu_name}) | {enc.precision} | {desc} | {med:.2f} | {p90:.2f} |", flush=True)
-        except ModelError as exc:
-            print(f"showsay export latency: {engine}: {exc}", file=sys.stderr)
-            status = 1
-        finally:
-            enc.close()
-    if not args.engine:
-        print("tensorrt: no --engine given (build one on the Jetson with 'showsay export engine')")
+        for engine in engines[onnx_path]:
+            try:
+                enc = load_engine_encoder(engine, reference.info.speech_features)
+            except ModelError as exc:
+                print(f"showsay export latency: {exc}", file=sys.stderr)
+                status = 1
+                continue
+            try:
+                for desc, batch in inputs:
+                    med, p90 = time_calls(enc, batch, args.warmup, args.repeats)
+                    print(f"| {enc.encoder_id} | tensorrt {enc.manifest.tensorrt_version} ({enc.manifest.gpu_name}) | {enc.precision} | {desc} | {med:.2f} | {p90:.2f} |", flush=True)
+            except ModelError as exc:
+                print(f"showsay export latency: {engine}: {exc}", file=sys.stderr)
+                status = 1
+            finally:
+                enc.close()
+    if trt_missing is not None:
+        print(f"tensorrt: not measured here: {trt_missing}")
+    elif not any(engines.values()):
+        print("tensorrt: no engine found (build one on the Jetson with 'showsay export engine')")
     return status
