@@ -329,7 +329,7 @@ class EngineRunner:
         """Free buffers, the context, the engine, then pop the CUDA context (on the owner thread)."""
         try:
             self._buffers.clear()
-            del self._context, self._engine, self._runtime
+            del self._stream, self._context, self._engine, self._runtime  # in dependency order
         finally:
             self._ctx.close()
 
@@ -417,8 +417,11 @@ def load_engine_encoder(path: str | os.PathLike, speech_features: Mapping[str, A
         f"tensorrt:{engine.name}", lambda: EngineRunner(engine, manifest, speech_features), lambda r: r.close()
     )
     worker.start()
-    profile = worker.call(lambda r: r.profile)
-    enc = TensorRTEncoder(engine, manifest, worker, profile)
+    try:
+        enc = TensorRTEncoder(engine, manifest, worker, worker.call(lambda r: r.profile))
+    except BaseException:
+        worker.close()
+        raise
     log.info("%s: TensorRT %s engine (%s) for %s ready", engine, manifest.tensorrt_version, manifest.precision, enc.encoder_id)
     return enc
 

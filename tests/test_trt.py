@@ -798,6 +798,8 @@ def test_runtime_runs_the_engine_on_its_owner_thread_and_matches_onnxruntime(tmp
 
 def test_runtime_refuses_an_engine_from_another_gpu_or_a_corrupt_file(tmp_path, speech_onnx, fake_gpu):
     fake_gpu()
+    with pytest.raises(ModelError, match=r"speech.engine: no such TensorRT engine; build it on this device with: showsay export engine --onnx .*speech.onnx --out .*speech.engine"):
+        load_engine_encoder(tmp_path / "speech.onnx")
     rc, onnx_path, engine = _build(tmp_path, speech_onnx)
     assert rc == 0
     fake_gpu(gpu="Xavier")  # the same engine taken to another board
