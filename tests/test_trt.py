@@ -43,6 +43,7 @@ from export.calibration import calibration_batches, make_entropy_calibrator, rea
 from export.engine import create_network, metadata_of, parser_errors
 from export.metadata import attach_metadata
 from export.parity import THRESHOLDS, compare_encoders, load_inputs, one_shot_accuracy
+from tests.fake_tensorrt import FakeCuda, FakeTensorRT, pycuda_package
 
 FEATURES = SpeechFeatureSettings()
 IMAGE_SETTINGS = ImageSettings(size_px=16, color="gray")
@@ -689,8 +690,6 @@ def test_gpu_int8_with_calibration_on_recordings(tmp_path, speech_onnx, capsys):
 
 
 # ---------------------------------------------------------------- build and run paths over stand-ins for tensorrt/pycuda
-
-from tests.fake_tensorrt import FakeCuda, FakeTensorRT, pycuda_package  # noqa: E402
 
 
 @pytest.fixture
