@@ -16,6 +16,8 @@ COMMAND_MODULES = (
     "edge.commands.check",
     "edge.commands.bench",
     "edge.commands.data",
+    "edge.commands.client",
+    "edge.commands.memory",
     "edge.commands.run",
     "edge.commands.demo",
     "edge.commands.bench_latency",

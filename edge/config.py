@@ -15,12 +15,15 @@ from typing import Any
 import yaml
 
 from edge.button import ButtonSettings
+from edge.control import ControlSettings
 from edge.daemon import AnswerSettings, TeachSettings, UtteranceSettings
 from edge.encoders import EncoderSettings
 from edge.features import SpeechFeatureSettings
 from edge.matching import MatchSettings
+from edge.memory import MemorySettings
 from edge.service import ServiceSettings
 from edge.settings import SettingsError, build, section
+from edge.trt_manifest import TensorRTSettings
 
 
 class ConfigError(ValueError):
@@ -34,6 +37,9 @@ class Config:
     speech_features: SpeechFeatureSettings = section(SpeechFeatureSettings, "how utterances become MFCC frames")
     encoders: EncoderSettings = section(EncoderSettings, "which models embed speech and images, and on what runtime")
     matching: MatchSettings = section(MatchSettings, "rejection thresholds of the matching core")
+    memory: MemorySettings = section(MemorySettings, "where the taught pairs are stored (one SQLite file)")
+    control: ControlSettings = section(ControlSettings, "the daemon's control socket (JSON lines), used by the showsay CLI")
+    tensorrt: TensorRTSettings = section(TensorRTSettings, "shapes and build options of TensorRT engines (encoders.backend: tensorrt)")
     teach: TeachSettings = section(TeachSettings, "teach mode: a press, then an utterance and the object held up in the teach region")
     utterances: UtteranceSettings = section(UtteranceSettings, "how heard utterances are cut before matching")
     answers: AnswerSettings = section(AnswerSettings, "answering requests: the view searched and the annotated answer images")
@@ -64,10 +70,12 @@ def _resolve_paths(cfg: Config, base_dir: Path) -> Config:
         speech=resolve(enc.speech, {"default", "dtw"}),
         image=resolve(enc.image, {"default", "digits", "objects", "pixels"}),
     )
+    memory = dataclasses.replace(cfg.memory, state_dir=resolve(cfg.memory.state_dir, set()))
+    control = dataclasses.replace(cfg.control, socket_path=resolve(cfg.control.socket_path, set()))
     answers = cfg.answers
     if answers.save_dir is not None:
         answers = dataclasses.replace(answers, save_dir=resolve(answers.save_dir, set()))
-    return dataclasses.replace(cfg, encoders=enc, answers=answers)
+    return dataclasses.replace(cfg, encoders=enc, memory=memory, control=control, answers=answers)
 
 
 def load_config(path: str | os.PathLike | None) -> Config:

@@ -92,10 +92,11 @@ class DaemonProcess:
 
     def __init__(self, config: Path, env: dict, tmp: Path) -> None:
         self.notify_path = tmp / "notify.sock"
+        self.notify_path.unlink(missing_ok=True)  # left by an earlier daemon of the same test
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(self.notify_path))
         self.log_path = tmp / "daemon.log"
-        self._log = self.log_path.open("wb")
+        self._log = self.log_path.open("ab")
         env = {**env, "NOTIFY_SOCKET": str(self.notify_path), "WATCHDOG_USEC": "2000000", "PYTHONUNBUFFERED": "1"}
         env.pop("WATCHDOG_PID", None)
         self.proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)],

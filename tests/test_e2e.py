@@ -119,3 +119,22 @@ def test_teach_three_words_then_ask_through_a_real_audio_stream(tmp_path, pulse)
         events.close()
     finally:
         assert daemon.stop() == 0
+
+
+@pytest.mark.timeout(180)
+def test_demo_runs_the_daemon_on_the_bundled_session(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.daemon_process import ROOT
+
+    out = tmp_path / "demo"
+    result = subprocess.run([sys.executable, "-m", "edge", "demo", "--out", str(out)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=150)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "learned 3 of 3 words: apple, star, cube" in result.stdout
+    assert "5 of 5 answers as expected" in result.stdout
+    images = sorted(p.name for p in (out / "answers").glob("*.jpg"))
+    assert len(images) == 4 and sum(n.endswith("-resolved.jpg") for n in images) == 3, images
+    events = [json.loads(line)["event"] for line in (out / "events.jsonl").read_text().splitlines()]
+    assert events.count("taught") == 3 and events.count("resolved") == 3 and "unknown_word" in events

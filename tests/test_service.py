@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -114,3 +115,73 @@ def test_unit_file_has_what_the_service_needs():
 
     cfg = Config()
     assert cfg.service.stop_timeout_s < int(keys["TimeoutStopSec"])
+
+
+@pytest.fixture
+def pulse(tmp_path):
+    from tests.daemon_process import PulseServer
+
+    (tmp_path / "xdg").mkdir()
+    server = PulseServer(tmp_path / "xdg")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.timeout(180)
+def test_sighup_reloads_thresholds_and_sigterm_stops_cleanly(tmp_path, pulse):
+    import yaml
+
+    from edge.memory import Memory
+    from tests.daemon_process import DaemonProcess, EventCollector, word_wav, write_config
+
+    apple = word_wav("apple", tmp_path / "apple.wav", ("en-us", 145, 45))
+    other = word_wav("telephone", tmp_path / "telephone.wav", ("en-us", 175, 60))
+    config = write_config(tmp_path, matching={"unknown_word_distance": None, "not_in_view_distance": None})
+    daemon = DaemonProcess(config, pulse.env, tmp_path)
+    try:
+        daemon.notifications("READY=1", timeout_s=60)
+        events = EventCollector(tmp_path / "control.sock")
+        events.request({"cmd": "teach", "label": "apple"})
+        pulse.play(apple)  # the video starts with the apple held up
+        assert events.wait_for("taught", timeout_s=8)["label"] == "apple"
+        assert events.request({"cmd": "ask", "wav": str(other)})["event"] == "resolved"  # no rejection yet
+
+        values = yaml.safe_load(config.read_text())
+        values["matching"]["unknown_word_distance"] = 0.35
+        config.write_text(yaml.safe_dump(values))
+        n = len(events.events)
+        daemon.signal(signal.SIGHUP)
+        assert events.wait_for("reloaded", n)["matching"]["unknown_word_distance"] == 0.35
+        reply = events.request({"cmd": "ask", "wav": str(other)})
+        assert reply["event"] == "unknown_word", reply
+        assert events.request({"cmd": "ask", "wav": str(apple)})["event"] == "resolved"
+
+        config.write_text("matching: {unknown_word_distance: -1}\n")  # a broken edit: refused, old values kept
+        n = len(events.events)
+        daemon.signal(signal.SIGHUP)
+        assert "unknown_word_distance" in events.wait_for("error", n)["error"]
+        assert events.request({"cmd": "ask", "wav": str(other)})["event"] == "unknown_word"
+        assert "RELOADING=1" in daemon.received
+
+        t0 = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        assert daemon.proc.wait(timeout=15) == 0, daemon.log()
+        assert time.monotonic() - t0 < 10  # well within TimeoutStopSec
+        events.close()
+    finally:
+        daemon.stop()
+    assert "STOPPING=1" in daemon.received
+    assert not (tmp_path / "control.sock").exists()
+    with Memory(tmp_path / "state" / "memory.sqlite3") as memory:
+        assert [p.label for p in memory.pairs()] == ["apple"]
+        assert memory.check() == []
+
+
+def test_run_refuses_a_bad_config_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("teach:\n  timeout_s: -3\n")
+    result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(bad)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "teach.timeout_s" in result.stderr and str(bad) in result.stderr
