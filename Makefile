@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh Debian/Ubuntu machine:
-#   make demo   creates .venv (runtime only, no torch) and runs the main job on its embedded default
+#   make demo   creates .venv (runtime only, no torch) and runs the daemon on the bundled session (showsay demo)
 #   make test   creates .venv with the dev and train extras and runs the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -30,6 +30,9 @@ $(VENV)/.dev: $(VENV)/.runtime
 	touch $@
 
 demo: system-deps $(VENV)/.runtime
+	$(VENV)/bin/showsay demo --out $(OUT)/demo
+
+bench: system-deps $(VENV)/.runtime
 	$(VENV)/bin/showsay data fsdd --root $(SHARED)/fsdd --out $(OUT)/data/fsdd.csv
 	$(VENV)/bin/showsay data mnist --root $(SHARED)/mnist --out $(OUT)/data/mnist
 	$(VENV)/bin/showsay bench --speech $(OUT)/data/fsdd.csv --images $(OUT)/data/mnist/mnist.csv \
