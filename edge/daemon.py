@@ -231,6 +231,7 @@ class Controller:
         self._publish_lock = threading.Lock()
         self._commands: queue.Queue = queue.Queue(maxsize=64)
         self._stop = threading.Event()
+        self._audio_drained = False
         self.finished = threading.Event()
         self._saved: deque[Path] = deque()
         self.counts = {"utterances": 0, "requests": 0, "resolved": 0, "taught": 0, "errors": 0}
@@ -258,7 +259,10 @@ class Controller:
 
     def set_matching(self, matching: MatchSettings) -> None:
         """New rejection thresholds (SIGHUP), applied on the controller thread."""
-        self._commands.put(("matching", matching))
+        try:
+            self._commands.put(("matching", matching), timeout=5.0)
+        except queue.Full:
+            log.error("controller busy: new matching thresholds not applied")
 
     def stop(self) -> None:
         """Ask the loop to end after the current step."""
@@ -279,18 +283,25 @@ class Controller:
         if missing_s or missing_i:
             log.info("re-embedding %d utterances (%s) and %d crops (%s) from stored raw data", len(missing_s), sid, len(missing_i), iid)
         for p in missing_s:
-            vec = self._embed_speech(p.audio_pcm, p.sample_rate_hz)
+            try:
+                vec = self._embed_speech(p.audio_pcm, p.sample_rate_hz)
+            except Exception as exc:  # a pair that cannot be re-embedded stays stored, unused, and is reported
+                log.error("pair %d: cannot re-embed its audio (%s); left out of matching", p.pair_id, exc)
+                continue
             self.memory.set_embedding(p.pair_id, sid, vec)
             speech[p.pair_id] = vec
-        for start in range(0, len(missing_i), 256):
-            chunk = missing_i[start : start + 256]
-            vecs = embed_crops(self.image_encoder, [p.crop for p in chunk])
-            for p, vec in zip(chunk, vecs):
-                self.memory.set_embedding(p.pair_id, iid, vec)
-                images[p.pair_id] = vec
-        for p in pairs:
+        for p in missing_i:
+            try:
+                vec = embed_crops(self.image_encoder, [p.crop])[0]
+            except Exception as exc:
+                log.error("pair %d: cannot re-embed its crop (%s); left out of matching", p.pair_id, exc)
+                continue
+            self.memory.set_embedding(p.pair_id, iid, vec)
+            images[p.pair_id] = vec
+        usable = [p for p in pairs if p.pair_id in speech and p.pair_id in images]
+        for p in usable:
             self.support.add(p.pair_id, speech[p.pair_id], images[p.pair_id], p.label)
-        return len(pairs)
+        return len(usable)
 
     # ------------------------------------------------------------------ the loop
 
@@ -304,8 +315,6 @@ class Controller:
                     break
         finally:
             self.finished.set()
-
-    _audio_drained = False
 
     def step(self, read_timeout_s: float = 0.05) -> None:
         """One iteration: read audio, endpoint, run commands, watch the camera, check the teach timeout."""

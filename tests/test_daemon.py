@@ -300,3 +300,35 @@ def test_threaded_controller_ends_with_a_finite_source():
     assert rig.ctrl.finished.wait(10.0)
     thread.join(timeout=5.0)
     assert rig.names()[-1] == "taught"
+
+
+def test_a_stored_pair_that_cannot_be_reembedded_is_left_out_not_fatal():
+    memory = DictMemory()
+    first = Rig(memory=memory)
+    first.teach(0, "circle")
+    first.teach(1, "square")
+    memory.rows[2].crop = np.zeros((0, 0, 3), np.uint8)  # damaged crop, and no stored embedding for it
+    memory.vectors = {k: v for k, v in memory.vectors.items() if not k[1].startswith("pixels")}
+    second = Rig(memory=memory)
+    assert second.ctrl.load_memory() == 1
+    assert second.ctrl.support.ids == [1] and len(memory.pairs()) == 2  # nothing deleted
+
+
+def test_teach_over_the_socket_with_a_label():
+    rig = Rig()
+    rig.frames.show(scene(None, "triangle", None))
+    import threading
+
+    reply = []
+    t = threading.Thread(target=lambda: reply.append(rig.ctrl.request({"cmd": "teach", "label": "tent"}, timeout_s=5.0)))
+    t.start()
+    rig.run_until("teach_started")
+    t.join(timeout=5.0)
+    assert reply == [{"ok": True, "state": "teaching"}]
+    rig.ctrl.step(0.01)
+    rig.say(2)
+    assert rig.run_until("taught")["label"] == "tent"
+    assert rig.memory.pairs()[0].label == "tent"
+    rig.frames.show(scene("triangle", None, None))
+    rig.say(2)
+    assert rig.run_until("resolved")["label"] == "tent"
