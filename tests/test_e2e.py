@@ -138,3 +138,29 @@ def test_demo_runs_the_daemon_on_the_bundled_session(tmp_path):
     assert len(images) == 4 and sum(n.endswith("-resolved.jpg") for n in images) == 3, images
     events = [json.loads(line)["event"] for line in (out / "events.jsonl").read_text().splitlines()]
     assert events.count("taught") == 3 and events.count("resolved") == 3 and "unknown_word" in events
+
+
+def test_latency_benchmark_measures_the_controllers_answer_path():
+    from edge.commands.bench_latency import measure_latency
+
+    res = measure_latency("dtw", "pixels", pairs=20, n_candidates=10, n_requests=4)
+    assert res["pairs"] == 20 and res["candidates"] == 10 and res["requests"] == 4
+    assert 0 < res["p50_ms"] <= res["p95_ms"]
+    assert set(res["parts_p50_ms"]) == {"features", "speech_embedding", "candidate_embeddings", "match"}
+    # cached candidate embeddings cost nothing on the critical path; uncached ones are computed there
+    assert res["parts_p50_ms"]["candidate_embeddings"] < 1.0
+
+
+def test_idle_benchmark_reports_cpu_and_memory(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.daemon_process import ROOT
+
+    out = tmp_path / "idle.json"
+    result = subprocess.run([sys.executable, "-m", "edge", "bench-idle", "--seconds", "3", "--json", str(out)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert 0 < got["cpu_percent_of_one_core"] < 400 and got["rss_mb_max"] > 10
+    assert got["camera_fps"] > 5  # the looped video plays at about 15 fps
