@@ -55,6 +55,7 @@ class TeachSettings:
     timeout_s: float = setting(8.0, "teach mode ends (teach_cancelled, reason timeout) when no utterance starts within this many seconds of the press", min=1.0, max=120.0)
     frames_to_sample: int = setting(8, "teach-region crops kept while waiting for the utterance; the sharpest taken during it is stored", min=1, max=64)
     sample_interval_ms: float = setting(120.0, "least time between two sampled teach-region crops, ms", min=0.0, max=2000.0)
+    sound: bool = setting(False, "play short tones on the default output device when teaching starts, succeeds or is cancelled")
 
 
 @dataclass(frozen=True)

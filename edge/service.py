@@ -194,6 +194,12 @@ class Daemon:
         for device in (self.frames, self.audio):
             device.start()
             self._started.append(device)
+        if cfg.teach.sound:
+            from edge.feedback import Beeper
+
+            beeper = Beeper()
+            self.listeners.append(beeper)
+            self._started.append(beeper)
         self.button.start(lambda: self.controller.press("button"))
         self._started.append(self.button)
         self._thread = run_in_thread(self.controller)

@@ -105,3 +105,33 @@ def test_make_button_picks_the_kind():
     assert isinstance(make_button(ButtonSettings()), NoButton)
     assert isinstance(make_button(ButtonSettings(kind="gpiod")), GpiodButton)
     assert isinstance(make_button(ButtonSettings(kind="keyboard")), KeyboardButton)
+
+
+def test_feedback_tones_for_teaching_events():
+    import numpy as np
+
+    from edge.feedback import RATE_HZ, TONE_S, Beeper
+
+    played = []
+    done = threading.Event()
+
+    def play(samples, rate):
+        played.append((samples, rate))
+        if len(played) == 2:
+            done.set()
+
+    beeper = Beeper(play=play)
+    beeper({"event": "teach_started"})
+    beeper({"event": "resolved"})  # no tone for answers
+    beeper({"event": "taught"})
+    assert done.wait(5.0)
+    beeper.close()
+    assert [len(s) for s, _ in played] == [2 * int(TONE_S * RATE_HZ), 3 * int(TONE_S * RATE_HZ)]
+    assert all(r == RATE_HZ and np.abs(s).max() <= 0.31 for s, r in played)
+
+    def broken(samples, rate):
+        raise OSError("no output device")
+
+    quiet = Beeper(play=broken)
+    quiet({"event": "teach_cancelled"})  # logged, never raised
+    quiet.close()
