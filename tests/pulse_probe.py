@@ -82,7 +82,7 @@ def main() -> int:
 
     settings = MicrophoneSettings(reconnect_backoff_s=0.2, max_backoff_s=1.0, stall_timeout_s=3.0)
     if scenario == "resample":
-        settings = MicrophoneSettings(device="pulse", device_rate_hz=rate_hz, reconnect_backoff_s=0.2)
+        settings = MicrophoneSettings(device="pulse", device_rate_hz=rate_hz, reconnect_backoff_s=0.2, queue_frames=10)
     events: list[dict] = []
     result: dict = {"scenario": scenario}
     t_open = time.monotonic()
@@ -91,6 +91,11 @@ def main() -> int:
         result["startup_s"] = time.monotonic() - t_open
         result["device_rate_hz"] = source.device_rate_hz
         result["frame_samples"] = None if first is None else int(first.pcm.size)
+        if scenario == "resample":
+            time.sleep(1.0)  # a stalled consumer: about 33 blocks arrive, 10 fit in the queue
+            result["dropped_while_stalled"] = source.dropped_frames
+            while source.read(0.0) is not None:
+                pass
         if scenario == "restart":
             kill_server(runtime_dir)
             start_server(runtime_dir, rate_hz)
@@ -112,7 +117,7 @@ def main() -> int:
         player.wait(timeout=10)
         result["first_audio_latency_s"] = loud["first_s"] - t_play if "first_s" in loud else None
         result["utterance_s"] = None if utterance is None else [utterance.start_s - t_play, utterance.end_s - t_play]
-        result["dropped_frames"] = source.dropped_frames
+        result["dropped_frames"] = source.dropped_frames - result.get("dropped_while_stalled", 0)
         result["events"] = [e["event"] for e in events]
         if scenario == "resample":
             settings_bad = MicrophoneSettings(device="no such microphone")

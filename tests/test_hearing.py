@@ -113,6 +113,30 @@ def test_missing_portaudio_is_a_clear_error_at_construction():
             MicrophoneSource(MicrophoneSettings())
 
 
+def test_missing_portaudio_library_is_a_clear_error(monkeypatch):
+    real_import = __import__
+
+    def no_portaudio(name, *args, **kwargs):
+        if name == "sounddevice":
+            raise OSError("PortAudio library not found")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    monkeypatch.setattr("builtins.__import__", no_portaudio)
+    with pytest.raises(AudioDeviceError, match="PortAudio library not found.*libportaudio2"):
+        MicrophoneSource(MicrophoneSettings())
+
+
+def test_runtime_modules_import_without_sounddevice():
+    code = (
+        "import sys; sys.modules['sounddevice'] = None\n"
+        "import edge.hearing, edge.vad, edge.camera, edge.candidates, edge.config\n"
+        "assert 'sounddevice' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent)
+    assert proc.returncode == 0, proc.stderr
+
+
 def _pulse_env(runtime_dir: Path, rate_hz: int) -> dict[str, str]:
     return {**os.environ, "XDG_RUNTIME_DIR": str(runtime_dir), "PULSE_LATENCY_MSEC": "20", "PULSE_RATE_HZ": str(rate_hz)}
 
@@ -152,6 +176,8 @@ def test_real_pulseaudio_resampled_from_48k(word, tmp_path):
     assert "resampled to 16000 Hz" in log
     start, end = result["utterance_s"]
     assert voiced_s - 0.1 <= end - start <= voiced_s + 0.8
+    assert 15 <= result["dropped_while_stalled"] <= 30 and result["dropped_frames"] == 0
+    assert "dropped" in log and "consumer was too slow" in log
     assert "no such microphone" in result["bad_device_error"] and "pulse" in result["bad_device_error"]
     print("pulseaudio 48k:", result)
 
