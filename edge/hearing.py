@@ -324,7 +324,15 @@ class MicrophoneSource:
         """Open the device (failing loudly if it cannot be found) and start the supervisor thread."""
         if self._supervisor is not None:
             return
-        self._open()
+        try:
+            self._open()
+        except AudioDeviceError:
+            raise
+        except Exception as exc:  # PortAudioError and friends: say which device and what to check
+            raise AudioDeviceError(
+                f"microphone {self.settings.device or '(default input)'}: cannot be opened ({exc}); "
+                "check microphone.device against `showsay listen --devices`"
+            ) from None
         self.connected = True
         self._supervisor = threading.Thread(target=self._supervise, name="microphone", daemon=True)
         self._supervisor.start()

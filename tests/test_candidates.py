@@ -93,3 +93,22 @@ def test_iou():
     assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
     assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
     assert iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+
+
+def test_look_command_on_an_image(tmp_path, capsys):
+    import json
+
+    import cv2
+
+    from edge.cli import main
+
+    image, boxes = scene(5, textured=True)
+    path = tmp_path / "table.png"
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    assert main(["look", "--image", str(path), "--out", str(tmp_path / "boxes.png")]) == 0
+    found = [tuple(json.loads(line)["box"]) for line in capsys.readouterr().out.splitlines()]
+    assert all(any(iou(b, f) >= 0.5 for f in found) for b in boxes)
+    annotated = cv2.imread(str(tmp_path / "boxes.png"))
+    assert annotated.shape == image.shape and not np.array_equal(annotated, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    assert main(["look", "--image", str(tmp_path / "nope.png")]) == 1
+    assert "nope.png" in capsys.readouterr().err

@@ -115,3 +115,20 @@ def test_settings_need_hysteresis():
         build(VadSettings, {"start_voiced_ratio": 0.3, "end_voiced_ratio": 0.5}, prefix="vad")
     with pytest.raises(SettingsError, match="vad.frame_ms"):
         build(VadSettings, {"frame_ms": 25}, prefix="vad")
+
+
+def test_listen_command_on_a_wav(words, tmp_path, capsys):
+    import json
+
+    from edge.cli import main
+
+    path = tmp_path / "two.wav"
+    spans = compose([0.5, words["apple"], 1.0, words["banana"], 0.7], path)
+    assert main(["listen", "--wav", str(path), "--save-dir", str(tmp_path / "utts")]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["utterance"] for line in lines] == [1, 2]
+    for line, (start, end) in zip(lines, spans):
+        assert line["start_s"] < start < end < line["end_s"]
+        assert WavFileSource(line["wav"]).frame_count == round(line["duration_ms"] / 30)
+    assert main(["listen", "--wav", str(tmp_path / "missing.wav")]) == 1
+    assert "missing.wav" in capsys.readouterr().err
