@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from pulse_probe import kill_server, start_server
 from scipy.signal import resample_poly
-from speech_fixtures import RATE_HZ, compose, espeak, voiced_span_s
+from speech_fixtures import RATE_HZ, espeak, voiced_span_s
 
 from edge.audio import AudioError, write_wav
 from edge.hearing import AudioDeviceError, MicrophoneSettings, MicrophoneSource, StreamResampler, WavFileSource
