@@ -72,7 +72,7 @@ def test_wav_source_realtime_drops_for_a_slow_consumer(tmp_path, caplog):
     source.start()
     time.sleep(0.6)  # 20 frames become due; only 5 fit in the queue
     frames = [f for f in (source.read(1.0) for _ in range(200)) if f is not None and not source.closed]
-    assert 12 <= source.dropped_frames <= 20
+    assert 12 <= source.dropped_frames <= 30  # 15 when the sleep is exact; more on a loaded machine
     assert len(frames) + source.dropped_frames in (66, 67)  # 67 frames in all; the last one ends the loop
     assert any("dropped" in r.message for r in caplog.records)
 
