@@ -167,7 +167,8 @@ class MicrophoneSource:
         self.settings = settings
         self._sd = _import_sounddevice()
         self._on_event = on_event
-        self._blocks: queue.Queue[tuple[np.ndarray, float]] = queue.Queue(maxsize=settings.queue_frames)
+        # (mono block, capture time of its first sample, stream generation)
+        self._blocks: queue.Queue[tuple[np.ndarray, float, int]] = queue.Queue(maxsize=settings.queue_frames)
         self.dropped_frames = 0  # device blocks dropped because the queue was full
         self.overflows = 0  # blocks the device itself reported as overflowed
         self.reconnects = 0  # times the stream was reopened after being lost
@@ -185,7 +186,7 @@ class MicrophoneSource:
         self._resampler: StreamResampler | None = None
         self._pending = np.zeros(0, np.float32)
         self._pending_time_s = 0.0
-        self._generation = 0  # bumps on every (re)open, so the consumer resets its resampler
+        self._generation = 0  # bumps on every (re)open; blocks carry it so the consumer starts afresh
         self._consumer_generation = 0
 
     # --- device side -------------------------------------------------------------------------
@@ -238,12 +239,16 @@ class MicrophoneSource:
             callback=self._callback,
             finished_callback=self._stream_failed.set,
         )
-        stream.start()
-        with self._lock:
+        with self._lock:  # before start(): the first callback must see the new rate and generation
             self._stream = stream
             self.device_rate_hz = rate
             self._generation += 1
         self._last_block_s = time.monotonic()
+        try:
+            stream.start()
+        except Exception:
+            self._close_stream()
+            raise
         name = self._sd.query_devices(stream.device)["name"]
         log.info(
             "microphone %r open at %d Hz x %d channel(s), %d-sample blocks%s",
@@ -258,8 +263,10 @@ class MicrophoneSource:
         if status:
             self.overflows += 1
         block = indata.mean(axis=1) if indata.shape[1] > 1 else indata[:, 0].copy()
+        rate = self.device_rate_hz or self.settings.sample_rate_hz
         try:
-            self._blocks.put_nowait((block, now - frames / self.device_rate_hz if self.device_rate_hz else now))
+            # arrival time minus the block's length: PortAudio's ADC times are unreliable through ALSA's pulse plugin
+            self._blocks.put_nowait((block, now - frames / rate, self._generation))
         except queue.Full:
             self.dropped_frames += 1
 
@@ -357,12 +364,12 @@ class MicrophoneSource:
             if self.closed:
                 return None
             try:
-                block, t_block = self._blocks.get(timeout=max(0.0, deadline - time.monotonic()))
+                block, t_block, generation = self._blocks.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 self._report_losses()
                 return None
             with self._lock:
-                generation, rate = self._generation, self.device_rate_hz or self.settings.sample_rate_hz
+                rate = self.device_rate_hz or self.settings.sample_rate_hz
             self._append(block, t_block, rate, generation)
         self._report_losses()
         frame = AudioFrame(to_int16(self._pending[:n]), self._pending_time_s, self.settings.sample_rate_hz)
