@@ -68,6 +68,9 @@ class MicrophoneSettings:
         min=0.1,
         max=600,
     )
+    first_audio_timeout_s: float = setting(
+        5.0, "a freshly opened stream that delivers nothing for this long is taken as lost, s", min=0.1, max=600
+    )
     reconnect_backoff_s: float = setting(0.5, "first wait before reopening a lost device, s (doubles each failure)", min=0.01, max=60)
     max_backoff_s: float = setting(8.0, "longest wait between reopen attempts, s", min=0.01, max=600)
 
@@ -177,7 +180,8 @@ class MicrophoneSource:
         self.device_rate_hz: int | None = None
         self._reported_drops = 0
         self._reported_overflows = 0
-        self._last_block_s = 0.0
+        self._last_block_s = 0.0  # when the newest block arrived (monotonic s)
+        self._opened_s = 0.0  # when the current stream was opened
         self._stream: Any = None
         self._stream_failed = threading.Event()
         self._stop = threading.Event()
@@ -243,7 +247,7 @@ class MicrophoneSource:
             self._stream = stream
             self.device_rate_hz = rate
             self._generation += 1
-        self._last_block_s = time.monotonic()
+        self._opened_s = self._last_block_s = time.monotonic()
         try:
             stream.start()
         except Exception:
@@ -289,39 +293,49 @@ class MicrophoneSource:
                 log.exception("microphone: event handler failed on %s", event.get("event"))
 
     def _supervise(self) -> None:
-        """Keep a stream open: reopen with exponential backoff whenever it fails or stalls."""
+        """Keep audio flowing: reopen with exponential backoff whenever the stream fails or stalls.
+
+        ``device_recovered`` is sent when audio arrives again, not when a reopen merely succeeds, so
+        a device that opens but stays silent keeps being retried without a flood of events.
+        """
         backoff = self.settings.reconnect_backoff_s
-        lost_since: float | None = None
+        lost_since: float | None = None  # set from device_lost until audio flows again
         while not self._stop.is_set():
-            if self._stream is None:
+            stream = self._stream
+            if stream is None:
                 try:
-                    if lost_since is not None:
-                        # a replugged device gets a new PortAudio index only after re-initialising
-                        self._sd._terminate()
-                        self._sd._initialize()
+                    # a replugged device gets a new PortAudio index only after re-initialising
+                    self._sd._terminate()
+                    self._sd._initialize()
                     self._open()
                 except Exception as exc:
                     log.warning("microphone: cannot open (%s); retrying in %.1f s", exc, backoff)
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.settings.max_backoff_s)
-                    continue
+                continue
+            if lost_since is not None and self._last_block_s > self._opened_s:
                 backoff = self.settings.reconnect_backoff_s
                 self.connected = True
-                if lost_since is not None:
-                    self.reconnects += 1
-                    log.warning("microphone recovered after %.1f s (reconnect %d)", time.monotonic() - lost_since, self.reconnects)
-                    self._emit({"event": "device_recovered", "device": "microphone", "reconnects": self.reconnects})
-                    lost_since = None
-                continue
-            stream = self._stream
-            stalled = time.monotonic() - self._last_block_s > self.settings.stall_timeout_s
-            if self._stream_failed.is_set() or stalled or (stream is not None and not stream.active):
-                reason = "stream stopped delivering audio" if stalled else "stream ended with an error"
-                log.warning("microphone lost: %s; reopening", reason)
-                self.connected = False
-                lost_since = time.monotonic()
-                self._emit({"event": "device_lost", "device": "microphone", "reason": reason})
+                self.reconnects += 1
+                log.warning("microphone recovered after %.1f s (reconnect %d)", time.monotonic() - lost_since, self.reconnects)
+                self._emit({"event": "device_recovered", "device": "microphone", "reconnects": self.reconnects})
+                lost_since = None
+            # a stream may take a while to start (PulseAudio: 1-2 s), then must keep delivering
+            flowing = self._last_block_s > self._opened_s
+            timeout_s = self.settings.stall_timeout_s if flowing else self.settings.first_audio_timeout_s
+            stalled = time.monotonic() - self._last_block_s > timeout_s
+            if self._stream_failed.is_set() or stalled or not stream.active:
+                reason = f"no audio for {timeout_s:g} s" if stalled else "the stream ended with an error"
                 self._close_stream()
+                if lost_since is None:
+                    lost_since = time.monotonic()
+                    self.connected = False
+                    log.warning("microphone lost: %s; reopening", reason)
+                    self._emit({"event": "device_lost", "device": "microphone", "reason": reason})
+                else:
+                    log.warning("microphone: the reopened stream failed too (%s); retrying in %.1f s", reason, backoff)
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, self.settings.max_backoff_s)
                 continue
             self._stop.wait(0.05)
         self._close_stream()

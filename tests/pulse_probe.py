@@ -49,6 +49,11 @@ def kill_server(runtime_dir: str) -> None:
         time.sleep(0.05)
 
 
+def pactl(*args: str) -> None:
+    """Run pactl against the server of this process's XDG_RUNTIME_DIR."""
+    subprocess.run(["pactl", *args], check=True, timeout=10, capture_output=True)
+
+
 def play(wav: str) -> subprocess.Popen:
     """paplay ``wav`` into the null sink (returns at once)."""
     return subprocess.Popen(["paplay", "--device=vsink", wav])
@@ -81,6 +86,8 @@ def main() -> int:
     from edge.vad import Endpointer
 
     settings = MicrophoneSettings(reconnect_backoff_s=0.2, max_backoff_s=1.0, stall_timeout_s=3.0)
+    if scenario == "stall":
+        settings = MicrophoneSettings(reconnect_backoff_s=0.2, max_backoff_s=0.5, stall_timeout_s=1.0)
     if scenario == "resample":
         settings = MicrophoneSettings(device="pulse", device_rate_hz=rate_hz, reconnect_backoff_s=0.2, queue_frames=10)
     events: list[dict] = []
@@ -96,6 +103,24 @@ def main() -> int:
             result["dropped_while_stalled"] = source.dropped_frames
             while source.read(0.0) is not None:
                 pass
+        if scenario == "stall":
+            # the source stops delivering (a microphone that hangs): stall -> lost; reopens stay silent
+            # until it is resumed, then audio flows again -> recovered, once
+            pactl("suspend-sink", "vsink", "1")
+            deadline = time.monotonic() + 10
+            while source.connected and time.monotonic() < deadline:
+                source.read(0.2)
+            result["lost_after_s"] = time.monotonic() - t_open
+            t_suspend_end = time.monotonic() + 2.5
+            while time.monotonic() < t_suspend_end:
+                source.read(0.2)
+            result["events_while_suspended"] = [e["event"] for e in events]
+            pactl("suspend-sink", "vsink", "0")
+            deadline = time.monotonic() + 15
+            while source.reconnects < 1 and time.monotonic() < deadline:
+                source.read(0.2)
+            result["reconnects"] = source.reconnects
+            result["connected"] = source.connected
         if scenario == "restart":
             kill_server(runtime_dir)
             start_server(runtime_dir, rate_hz)

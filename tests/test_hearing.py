@@ -192,3 +192,17 @@ def test_real_pulseaudio_server_restart_is_survived(word, tmp_path):
     start, end = result["utterance_s"]
     assert voiced_s - 0.1 <= end - start <= voiced_s + 0.8
     print("pulseaudio restart:", result)
+
+
+def test_real_pulseaudio_stalled_source_is_reopened_once_audio_returns(word, tmp_path):
+    """The sink is suspended (a microphone that hangs without an error): lost after stall_timeout_s,
+    silent reopens are retried quietly, and one device_recovered comes when audio flows again."""
+    path, voiced_s = word
+    result, log = _run_probe("stall", path, 16000, tmp_path)
+    assert result["events_while_suspended"] == ["device_lost"]
+    assert "microphone lost: no audio for 1 s" in log
+    assert result["reconnects"] == 1 and result["connected"] is True
+    assert result["events"] == ["device_lost", "device_recovered"]
+    start, end = result["utterance_s"]
+    assert voiced_s - 0.1 <= end - start <= voiced_s + 0.8
+    print("pulseaudio stall:", result)
