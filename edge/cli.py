@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "edge.commands.data",
     "edge.commands.client",
     "edge.commands.memory",
+    "edge.commands.senses",
     "edge.commands.run",
     "edge.commands.demo",
     "edge.commands.bench_latency",
