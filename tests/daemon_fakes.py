@@ -3,44 +3,18 @@ from __future__ import annotations
 
 import queue
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from edge.camera import StaticFrames  # noqa: F401  (the real in-memory camera)
+from edge.candidates import Candidate
+from edge.hearing import AudioFrame
+from edge.vad import Utterance
+
 RATE = 16000
 FRAME_SAMPLES = 480  # 30 ms
-
-
-@dataclass
-class AudioFrame:
-    pcm: np.ndarray
-    time_s: float
-    sample_rate_hz: int = RATE
-
-
-@dataclass
-class Utterance:
-    pcm: np.ndarray
-    sample_rate_hz: int
-    start_s: float
-    end_s: float
-
-    def samples(self) -> np.ndarray:
-        return self.pcm.astype(np.float32) / 32768.0
-
-
-@dataclass
-class Frame:
-    image: np.ndarray
-    time_s: float
-    index: int
-
-
-@dataclass
-class Candidate:
-    box: tuple
-    crop: np.ndarray
 
 
 class QueueAudio:
@@ -57,7 +31,7 @@ class QueueAudio:
 
     def push(self, pcm: np.ndarray) -> None:
         for i in range(0, len(pcm) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
-            self.q.put(AudioFrame(pcm[i : i + FRAME_SAMPLES], time.monotonic()))
+            self.q.put(AudioFrame(pcm[i : i + FRAME_SAMPLES], time.monotonic(), RATE))
 
     def finish(self) -> None:
         self._finishing = True
@@ -98,28 +72,6 @@ class EnergyEndpointer:
         utt = Utterance(pcm, RATE, self.frames[0].time_s, self.frames[-1].time_s)
         self.frames = []
         return utt
-
-
-class StaticFrames:
-    """A camera whose scene the test changes; every ``show`` is a new frame."""
-
-    def __init__(self) -> None:
-        self.frame = None
-        self.connected = True
-        self._index = 0
-
-    def start(self) -> None:
-        pass
-
-    def show(self, image: np.ndarray) -> None:
-        self._index += 1
-        self.frame = Frame(image, time.monotonic(), self._index)
-
-    def latest(self):
-        return self.frame
-
-    def close(self) -> None:
-        pass
 
 
 BOXES = [(0, 40, 80, 80), (80, 40, 80, 80), (160, 40, 80, 80)]

@@ -27,15 +27,16 @@ from tests.daemon_fakes import (
 class Rig:
     """A controller over fakes, stepped by the test (no thread) unless ``threaded``."""
 
-    def __init__(self, memory=None, teach=TeachSettings(timeout_s=2.0, sample_interval_ms=0.0),
+    def __init__(self, memory=None, image_encoder=None, teach=TeachSettings(timeout_s=2.0, sample_interval_ms=0.0),
                  answers=AnswerSettings(), matching=MatchSettings(unknown_word_distance=None, not_in_view_distance=0.25)):
         self.audio = QueueAudio()
         self.frames = StaticFrames()
-        self.memory = memory or DictMemory()
+        self.frames.start()  # connected, no frame yet
+        self.memory = memory if memory is not None else DictMemory()  # an empty Memory is falsy (len 0)
         self.events: list[dict] = []
         self.ctrl = Controller(
             speech_encoder=DtwSpeech(SpeechFeatureSettings()),
-            image_encoder=PixelImage(),
+            image_encoder=image_encoder or PixelImage(),
             feature_settings=SpeechFeatureSettings(),
             memory=self.memory,
             audio=self.audio,
@@ -164,19 +165,25 @@ def test_cancel_command_and_status_list_label_forget():
     assert len(rig.ctrl.support) == 1 and [p.pair_id for p in rig.memory.pairs()] == [2]
 
 
-def test_restart_loads_memory_and_reembeds_for_another_encoder():
-    memory = DictMemory()
+def test_restart_loads_the_sqlite_memory_and_reembeds_for_another_image_encoder(tmp_path):
+    from edge.images import ImageSettings
+    from edge.memory import Memory
+
+    memory = Memory(tmp_path / "memory.sqlite3")
     first = Rig(memory=memory)
     first.teach(0, "circle")
     first.teach(1, "square")
-    # drop the stored image embeddings: as if they were made by another image encoder
-    memory.vectors = {k: v for k, v in memory.vectors.items() if not k[1].startswith("pixels")}
-    second = Rig(memory=memory)
+    memory.close()
+    memory = Memory(tmp_path / "memory.sqlite3")
+    other = PixelImage(ImageSettings(size_px=16))  # another encoder id: its embeddings are not stored yet
+    second = Rig(memory=memory, image_encoder=other)
+    assert memory.embeddings(other.encoder_id) == {}
     assert second.ctrl.load_memory() == 2
-    assert len(memory.embeddings(PixelImage().encoder_id)) == 2
+    assert sorted(memory.embeddings(other.encoder_id)) == [1, 2]  # stored for the next start
     second.frames.show(scene("square", None, "circle"))
     second.say(1)
     assert second.run_until("resolved")["box"] == list(BOXES[0])
+    memory.close()
 
 
 def test_candidates_are_embedded_while_speaking_so_the_answer_reuses_them():
