@@ -45,7 +45,10 @@ class PulseServer:
 
     def play(self, wav: Path) -> None:
         """Play into the null sink (blocks for the length of the file)."""
-        subprocess.run(["paplay", "--device=vsink", str(wav)], env=self.env, check=True, timeout=30)
+        # The player gets a generous buffer: PULSE_LATENCY_MSEC=20 is for the capturing daemon; a player
+        # with 20 ms underruns on a loaded machine and the word reaches the "microphone" with gaps.
+        env = {k: v for k, v in self.env.items() if k != "PULSE_LATENCY_MSEC"}
+        subprocess.run(["paplay", "--device=vsink", "--latency-msec=300", str(wav)], env=env, check=True, timeout=30)
 
     def stop(self) -> None:
         subprocess.run(["pulseaudio", "--kill"], env=self.env, timeout=10)
