@@ -85,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
     from edge.hearing import WavFileSource
     from edge.service import Daemon, EventRelay
 
+    if not getattr(args, "verbose", False):  # the printed story is the output; -v shows the daemon's log too
+        logging.getLogger("edge").setLevel(logging.WARNING)
     samples = Path(args.samples)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
