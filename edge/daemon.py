@@ -271,8 +271,12 @@ class Controller:
 
     # ------------------------------------------------------------------ start-up
 
-    def load_memory(self) -> int:
-        """Fill the support set from memory, re-embedding pairs stored under other encoders; returns the pair count."""
+    def load_memory(self, progress: Callable[[int, int], None] = lambda done, total: None) -> int:
+        """Fill the support set from memory, re-embedding pairs stored under other encoders; returns the pair count.
+
+        ``progress(done, total)`` is called during re-embedding (it can take minutes for thousands of
+        pairs with a heavy encoder; the service extends systemd's start timeout from it).
+        """
         pairs = self.memory.pairs()
         if not pairs:
             return 0
@@ -283,15 +287,18 @@ class Controller:
         missing_i = [p for p in pairs if p.pair_id not in images]
         if missing_s or missing_i:
             log.info("re-embedding %d utterances (%s) and %d crops (%s) from stored raw data", len(missing_s), sid, len(missing_i), iid)
-        for p in missing_s:
+        total = len(missing_s) + len(missing_i)
+        for i, p in enumerate(missing_s):
+            progress(i, total)
             try:
-                vec = self._embed_speech(p.audio_pcm, p.sample_rate_hz)
+                vec = self.embed_speech(p.audio_pcm, p.sample_rate_hz)
             except Exception as exc:  # a pair that cannot be re-embedded stays stored, unused, and is reported
                 log.error("pair %d: cannot re-embed its audio (%s); left out of matching", p.pair_id, exc)
                 continue
             self.memory.set_embedding(p.pair_id, sid, vec)
             speech[p.pair_id] = vec
-        for p in missing_i:
+        for i, p in enumerate(missing_i):
+            progress(len(missing_s) + i, total)
             try:
                 vec = embed_crops(self.image_encoder, [p.crop])[0]
             except Exception as exc:
@@ -489,7 +496,7 @@ class Controller:
         if sample is None:
             self._cancel_teach("no_camera_frame")
             return
-        speech_vec = self._embed_speech(utt.pcm, utt.sample_rate_hz)
+        speech_vec = self.embed_speech(utt.pcm, utt.sample_rate_hz)
         image_vec = embed_crops(self.image_encoder, [sample.candidate.crop])[0]
         pair_id = self.memory.teach(
             utt.pcm,
@@ -570,12 +577,17 @@ class Controller:
         samples = resample(to_float(np.asarray(pcm)), int(sample_rate_hz), rate)
         return speech_features(trim_to_speech(samples, rate, self.utterances.trim_below_peak_db), self.feature_settings)
 
-    def _embed_speech(self, pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+    def embed_speech(self, pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+        """What the support set compares for one utterance: an embedding, or DTW's feature matrix."""
         return np.asarray(self.speech_encoder.embed([self._features(pcm, sample_rate_hz)])[0], np.float32)
 
     def answer(self, pcm: np.ndarray, sample_rate_hz: int) -> Event:
         """Answer one spoken request now (the ``ask`` command, the latency benchmark); publishes and returns the event."""
         return self._answer(pcm, sample_rate_hz, self._clock(), None)
+
+    def clear_views(self) -> None:
+        """Forget the cached views (the next answer embeds the candidates itself)."""
+        self._views.clear()
 
     def prefetch_view(self) -> View | None:
         """Embed the candidates of the newest frame, as the loop does while someone speaks."""

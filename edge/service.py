@@ -183,7 +183,14 @@ class Daemon:
             heartbeat=self.notifier.watchdog,
         )
         self.relay.target = self.controller.publish
-        pairs = self.controller.load_memory()
+        last = [time.monotonic()]
+
+        def progress(done: int, total: int) -> None:
+            if time.monotonic() - last[0] >= 5.0:  # keep systemd's start timeout ahead of the work
+                last[0] = time.monotonic()
+                self.notifier.notify("EXTEND_TIMEOUT_USEC=60000000", f"STATUS=re-embedding taught pairs for new encoders: {done}/{total}")
+
+        pairs = self.controller.load_memory(progress)
         log.info("memory %s: %d taught pairs loaded", self.memory.path, pairs)
         if self.use_control:
             from edge.control import ControlServer

@@ -178,7 +178,9 @@ def test_restart_loads_the_sqlite_memory_and_reembeds_for_another_image_encoder(
     other = PixelImage(ImageSettings(size_px=16))  # another encoder id: its embeddings are not stored yet
     second = Rig(memory=memory, image_encoder=other)
     assert memory.embeddings(other.encoder_id) == {}
-    assert second.ctrl.load_memory() == 2
+    calls = []
+    assert second.ctrl.load_memory(lambda done, total: calls.append((done, total))) == 2
+    assert calls == [(0, 2), (1, 2)]  # the two crops re-embedded; the speech embeddings were stored
     assert sorted(memory.embeddings(other.encoder_id)) == [1, 2]  # stored for the next start
     second.frames.show(scene("square", None, "circle"))
     second.say(1)

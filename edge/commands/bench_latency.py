@@ -112,7 +112,7 @@ def measure_latency(speech_name: str, image_name: str, pairs: int, n_candidates:
     )
     utts = _utterances()
     rng = np.random.default_rng(seed)
-    speech_reps = [ctrl._embed_speech(u.pcm, u.sample_rate_hz) for u in utts]
+    speech_reps = [ctrl.embed_speech(u.pcm, u.sample_rate_hz) for u in utts]
     crops = [c.crop for c in ctrl.finder.find(frames.latest().image)]
     image_reps = embed_crops(image, crops)
     for i in range(pairs):
@@ -128,7 +128,7 @@ def measure_latency(speech_name: str, image_name: str, pairs: int, n_candidates:
         assert ev["view_cached"], "the prefetched view was not used"
         cached.append(ev["latency_ms"])
         parts.append(ev["timings_ms"])
-        ctrl._views.clear()  # no prefetch: the image encoder runs on the critical path
+        ctrl.clear_views()  # no prefetch: the image encoder runs on the critical path
         uncached.append(ctrl.answer(u.pcm, u.sample_rate_hz)["latency_ms"])
     got = len(ctrl.finder.find(frames.latest().image))
 
