@@ -1,5 +1,77 @@
-"""Placeholder: filled in by the foundation work in progress."""
+"""``showsay bench``: one-shot accuracy of an encoder pair on real recordings and images."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edge.bench.episodes import EpisodeError
+from edge.bench.manifest import ManifestError, read_image_manifest, read_speech_manifest
+from edge.bench.report import markdown_table, save_plot
+from edge.bench.runner import BenchSettings, run_benchmark
+from edge.config import ConfigError, load_config
+from edge.encoders import EncoderSettings, load_image_encoder, load_speech_encoder
+from edge.model_io import ModelError
 
 
-def register(sub):
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the subcommand."""
+    p = sub.add_parser("bench", help="one-shot multimodal matching accuracy (the seeds' protocol)")
+    p.add_argument("--speech", required=True, type=Path, help="speech manifest CSV: path,label,speaker")
+    p.add_argument("--images", required=True, type=Path, help="image manifest CSV: path,label[,view]")
+    p.add_argument("--ways", type=int, default=10, help="classes per episode (L)")
+    p.add_argument("--shots", type=int, default=1, help="support pairs per class (K)")
+    p.add_argument("--episodes", type=int, default=400, help="episodes per seed")
+    p.add_argument("--queries", type=int, default=10, help="spoken queries per episode")
+    p.add_argument("--seed", type=int, default=0, help="episode seed (ignored when --seeds is given)")
+    p.add_argument("--seeds", type=_seeds, help="several episode seeds, e.g. 0,1,2")
+    p.add_argument("--speakers", choices=("different", "same"), default="different", help="queries from speakers other than the teacher (default) or from the teacher")
+    p.add_argument("--min-view-gap", type=int, default=0, help="support and matching views of an object at least this many views apart (needs a view column)")
+    p.add_argument("--pairs-as-words", action="store_true", help="treat each support pair as its own word (K-shot: compare with the nearest utterance's image only)")
+    p.add_argument("--speech-encoder", default="dtw", help="dtw, default, or an .onnx path")
+    p.add_argument("--image-encoder", default="pixels", help="pixels, digits, objects, default, or an .onnx path")
+    p.add_argument("--config", type=Path, help="YAML config for the speech feature settings and encoder threads")
+    p.add_argument("--json", type=Path, help="write the summary here")
+    p.add_argument("--plot", type=Path, help="write a PNG of a few episodes and the accuracy bars here")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark and print the table."""
+    for name in ("ways", "shots", "episodes", "queries"):
+        if getattr(args, name) < 1:
+            print(f"showsay bench: --{name} must be >= 1, got {getattr(args, name)}", file=sys.stderr)
+            return 1
+    try:
+        cfg = load_config(args.config)
+        enc = EncoderSettings(speech=args.speech_encoder, image=args.image_encoder, backend=cfg.encoders.backend, threads=cfg.encoders.threads)
+        speech_enc = load_speech_encoder(enc, cfg.speech_features)
+        image_enc = load_image_encoder(enc)
+        speech = read_speech_manifest(args.speech)
+        images = read_image_manifest(args.images)
+        settings = BenchSettings(
+            ways=args.ways, shots=args.shots, episodes=args.episodes, queries=args.queries, speakers=args.speakers,
+            seeds=args.seeds or (args.seed,), min_view_gap=args.min_view_gap, pairs_as_words=args.pairs_as_words,
+        )
+        summary, outcomes = run_benchmark(speech, images, speech_enc, image_enc, cfg.speech_features, settings, progress=not args.quiet and sys.stderr.isatty())
+    except (ConfigError, ModelError, ManifestError, EpisodeError, ValueError, OSError) as exc:
+        print(f"showsay bench: {exc}", file=sys.stderr)
+        return 1
+    summary["speech_manifest"], summary["image_manifest"] = str(args.speech), str(args.images)
+    print(markdown_table([summary]))
+    print(f"\n{summary['seconds_per_query'] * 1000:.2f} ms per query in all ({summary['matching_seconds_per_query'] * 1000:.2f} ms matching, {summary['embedding_seconds']:.1f} s features and embedding)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    if args.plot:
+        save_plot(args.plot, summary, outcomes, speech, images)
+    return 0

@@ -1,0 +1,1 @@
+"""The one-shot benchmark (the seeds' protocol) and the dataset helpers that write its manifests."""

@@ -1,0 +1,127 @@
+"""Episodes of the seeds' one-shot protocol: L-way K-shot support set, spoken queries, a matching set.
+
+An episode draws L classes. One teacher (a speaker drawn at random) says each class K times; each
+utterance is paired with an image of its class: the support set of L x K pairs. Q spoken queries
+of those classes come from other speakers (``speakers="different"``, the seeds' protocol) or from
+the teacher (``"same"``: a robot's teacher often asks too), never a support utterance. The matching
+set holds one image per class, none of them in the support set and, when views are known, at
+least ``min_view_gap`` turntable steps from every support view of its object.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from edge.bench.manifest import ImageItem, SpeechItem
+
+SpeakerMode = Literal["different", "same"]
+
+
+class EpisodeError(ValueError):
+    """The manifests cannot supply the requested episodes."""
+
+
+@dataclass(frozen=True)
+class Episode:
+    """Indices into the speech and image manifests."""
+
+    classes: tuple[str, ...]
+    support_speech: tuple[int, ...]  # L * K, class-major
+    support_images: tuple[int, ...]  # paired with support_speech
+    support_labels: tuple[str, ...]
+    queries: tuple[int, ...]
+    matching: tuple[int, ...]  # one image per class, in ``classes`` order
+
+
+def view_distance(a: int, b: int, n_views: int) -> int:
+    """Steps between two views on a circle of ``n_views``."""
+    d = abs(a - b) % n_views
+    return min(d, n_views - d)
+
+
+class EpisodeSampler:
+    """Draws episodes from two manifests; deterministic for a seed."""
+
+    def __init__(
+        self,
+        speech: list[SpeechItem],
+        images: list[ImageItem],
+        ways: int,
+        shots: int,
+        queries: int,
+        speakers: SpeakerMode = "different",
+        min_view_gap: int = 0,
+    ) -> None:
+        self.ways, self.shots, self.n_queries, self.speakers = ways, shots, queries, speakers
+        self.min_view_gap = min_view_gap
+        self.speech_by = defaultdict(lambda: defaultdict(list))  # label -> speaker -> [index]
+        for i, it in enumerate(speech):
+            self.speech_by[it.label][it.speaker].append(i)
+        self.images_by = defaultdict(list)  # label -> [index]
+        for i, it in enumerate(images):
+            self.images_by[it.label].append(i)
+        self.views = [it.view for it in images]
+        self.n_views = {lab: max((self.views[i] or 0) for i in idx) + 1 for lab, idx in self.images_by.items()}
+        if min_view_gap and any(v is None for v in self.views):
+            raise EpisodeError("--min-view-gap needs a view column in the image manifest")
+        self.classes = sorted(set(self.speech_by) & set(self.images_by))
+        if len(self.classes) < ways:
+            raise EpisodeError(f"{ways}-way episodes need {ways} classes present in both manifests; found {len(self.classes)}: {self.classes}")
+        speakers_all = sorted({it.speaker for it in speech})
+        if speakers == "different" and len(speakers_all) < 2:
+            raise EpisodeError("--speakers different needs at least two speakers in the speech manifest")
+        self.speakers_all = speakers_all
+
+    def sample(self, rng: np.random.Generator, attempts: int = 100) -> Episode:
+        """One episode; retries a few draws when the chosen teacher cannot supply it."""
+        for _ in range(attempts):
+            ep = self._try(rng)
+            if ep is not None:
+                return ep
+        raise EpisodeError(
+            f"could not draw a {self.ways}-way {self.shots}-shot episode with {self.speakers} speakers in {attempts} tries: "
+            "too few recordings per speaker, or too few images per class"
+        )
+
+    def _try(self, rng: np.random.Generator) -> Episode | None:
+        classes = [self.classes[i] for i in rng.choice(len(self.classes), self.ways, replace=False)]
+        teacher = self.speakers_all[rng.integers(len(self.speakers_all))]
+        support_speech, support_images, labels, matching = [], [], [], []
+        for c in classes:
+            own = self.speech_by[c].get(teacher, [])
+            extra = self.shots + (1 if self.speakers == "same" else 0)  # "same" also needs a query left over
+            if len(own) < extra:
+                return None
+            support_speech.extend(int(i) for i in rng.choice(own, self.shots, replace=False))
+            imgs = self.images_by[c]
+            if len(imgs) < self.shots + 1:
+                return None
+            chosen = [int(i) for i in rng.choice(imgs, self.shots, replace=False)]
+            support_images.extend(chosen)
+            labels.extend([c] * self.shots)
+            pool = [i for i in imgs if i not in chosen and self._far_from(i, chosen, c)]
+            if not pool:
+                return None
+            matching.append(int(pool[rng.integers(len(pool))]))
+        used = set(support_speech)
+        query_pool = {
+            c: [i for spk, idx in self.speech_by[c].items() if (spk != teacher) == (self.speakers == "different") for i in idx if i not in used]
+            for c in classes
+        }
+        askable = [c for c in classes if query_pool[c]]
+        if not askable:
+            return None
+        queries = []
+        for _ in range(self.n_queries):
+            c = askable[rng.integers(len(askable))]
+            queries.append(int(query_pool[c][rng.integers(len(query_pool[c]))]))
+        return Episode(tuple(classes), tuple(support_speech), tuple(support_images), tuple(labels), tuple(queries), tuple(matching))
+
+    def _far_from(self, i: int, chosen: list[int], label: str) -> bool:
+        if not self.min_view_gap:
+            return True
+        n = self.n_views[label]
+        return all(view_distance(self.views[i], self.views[j], n) >= self.min_view_gap for j in chosen)  # type: ignore[arg-type]

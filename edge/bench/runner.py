@@ -1,0 +1,173 @@
+"""Runs the one-shot benchmark with the runtime's own objects: features, encoders and the SupportSet."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from edge.bench.episodes import Episode, EpisodeSampler, SpeakerMode
+from edge.bench.manifest import ImageItem, SpeechItem
+from edge.encoders import ImageEncoder, SpeechEncoder
+from edge.features import SpeechFeatureSettings, wav_features
+from edge.images import load_image, preprocess_batch
+from edge.matching import SupportSet, cosine_distances
+
+log = logging.getLogger(__name__)
+BATCH = 64
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """One benchmark configuration."""
+
+    ways: int = 10
+    shots: int = 1
+    episodes: int = 400
+    queries: int = 10
+    speakers: SpeakerMode = "different"
+    seeds: tuple[int, ...] = (0,)
+    min_view_gap: int = 0
+    pairs_as_words: bool = False  # True: each pair is its own word (the seeds' K-shot rule); False: pairs of a label form one word
+
+
+@dataclass
+class EpisodeOutcome:
+    """What one episode scored, with the choices needed to draw it."""
+
+    episode: Episode
+    multimodal: float  # fraction of queries answered with an image of the right class
+    speech: float  # fraction of queries whose nearest support utterance has the right class
+    image: float  # fraction of matching images whose nearest support image has the right class
+    chosen: list[int] = field(default_factory=list)  # matching-set index chosen for each query
+
+
+class EmbeddingCache:
+    """Embeds manifest items once, in batches, with the encoders under test."""
+
+    def __init__(self, speech: Sequence[SpeechItem], images: Sequence[ImageItem], speech_enc: SpeechEncoder, image_enc: ImageEncoder, features: SpeechFeatureSettings) -> None:
+        self.speech_items, self.image_items = speech, images
+        self.speech_enc, self.image_enc, self.features = speech_enc, image_enc, features
+        self.speech: dict[int, Any] = {}
+        self.images: dict[int, np.ndarray] = {}
+        self.embed_s = 0.0
+
+    def fill(self, speech_idx: set[int], image_idx: set[int], progress: bool) -> None:
+        """Embed whatever of these items is not cached yet."""
+        t0 = time.perf_counter()
+        todo = sorted(i for i in speech_idx if i not in self.speech)
+        for start in tqdm(range(0, len(todo), BATCH), desc="speech", disable=not progress, unit="batch", leave=False):
+            chunk = todo[start : start + BATCH]
+            feats = [wav_features(self.speech_items[i].path, self.features) for i in chunk]
+            for i, e in zip(chunk, self.speech_enc.embed(feats)):
+                self.speech[i] = e
+        todo = sorted(i for i in image_idx if i not in self.images)
+        for start in tqdm(range(0, len(todo), BATCH), desc="images", disable=not progress, unit="batch", leave=False):
+            chunk = todo[start : start + BATCH]
+            batch = preprocess_batch([load_image(self.image_items[i].path) for i in chunk], self.image_enc.settings)
+            for i, e in zip(chunk, self.image_enc.embed(batch)):
+                self.images[i] = np.asarray(e, np.float32)
+        self.embed_s += time.perf_counter() - t0
+
+
+def score_episode(ep: Episode, cache: EmbeddingCache, metric: str, pairs_as_words: bool) -> EpisodeOutcome:
+    """Multimodal, speech-only and image-only accuracy of one episode."""
+    support = SupportSet(metric)  # type: ignore[arg-type]
+    for pid, (s, i, lab) in enumerate(zip(ep.support_speech, ep.support_images, ep.support_labels)):
+        support.add(pid, cache.speech[s], cache.images[i], None if pairs_as_words else lab)
+    matching = np.stack([cache.images[i] for i in ep.matching])  # (L, E)
+    match_labels = ep.classes  # matching[k] is an image of classes[k]
+    right_mm = right_sp = 0
+    chosen = []
+    for q in ep.queries:
+        truth = cache.speech_items[q].label
+        res = support.resolve(cache.speech[q], matching)
+        best = res.best
+        assert best is not None  # no thresholds in the benchmark, so every request resolves
+        chosen.append(best.index)
+        right_mm += match_labels[best.index] == truth
+        right_sp += ep.support_labels[res.pair_index] == truth  # type: ignore[index]
+    # Image-only one-shot: classify each matching image by its nearest support image.
+    nearest = cosine_distances(matching, support.image_embeddings()).argmin(axis=1)
+    right_im = sum(ep.support_labels[n] == lab for n, lab in zip(nearest, match_labels))
+    n_q = len(ep.queries)
+    return EpisodeOutcome(ep, right_mm / n_q, right_sp / n_q, right_im / len(match_labels), chosen)
+
+
+def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and the half-width of its normal-approximation 95% confidence interval."""
+    v = np.asarray(values, np.float64)
+    if v.size < 2:
+        return float(v.mean()) if v.size else float("nan"), float("nan")
+    return float(v.mean()), float(1.96 * v.std(ddof=1) / np.sqrt(v.size))
+
+
+def run_benchmark(
+    speech: Sequence[SpeechItem],
+    images: Sequence[ImageItem],
+    speech_enc: SpeechEncoder,
+    image_enc: ImageEncoder,
+    features: SpeechFeatureSettings,
+    settings: BenchSettings,
+    progress: bool = True,
+) -> tuple[dict[str, Any], list[EpisodeOutcome]]:
+    """Run every seed; returns the summary (JSON-ready) and the per-episode outcomes."""
+    t_start = time.perf_counter()
+    sampler = EpisodeSampler(list(speech), list(images), settings.ways, settings.shots, settings.queries, settings.speakers, settings.min_view_gap)
+    cache = EmbeddingCache(speech, images, speech_enc, image_enc, features)
+    outcomes: list[EpisodeOutcome] = []
+    per_seed = []
+    match_s = 0.0
+    for seed in settings.seeds:
+        rng = np.random.default_rng(seed)
+        episodes = [sampler.sample(rng) for _ in range(settings.episodes)]
+        cache.fill(
+            {i for ep in episodes for i in (*ep.support_speech, *ep.queries)},
+            {i for ep in episodes for i in (*ep.support_images, *ep.matching)},
+            progress,
+        )
+        t0 = time.perf_counter()
+        seed_out = [
+            score_episode(ep, cache, speech_enc.metric, settings.pairs_as_words)
+            for ep in tqdm(episodes, desc=f"seed {seed}", disable=not progress, unit="ep", leave=False)
+        ]
+        match_s += time.perf_counter() - t0
+        outcomes.extend(seed_out)
+        per_seed.append(
+            {
+                "seed": seed,
+                "accuracy": mean_ci95([o.multimodal for o in seed_out])[0],
+                "speech_accuracy": mean_ci95([o.speech for o in seed_out])[0],
+                "image_accuracy": mean_ci95([o.image for o in seed_out])[0],
+            }
+        )
+    n_queries = settings.queries * settings.episodes * len(settings.seeds)
+    acc, ci = mean_ci95([o.multimodal for o in outcomes])
+    sp, sp_ci = mean_ci95([o.speech for o in outcomes])
+    im, im_ci = mean_ci95([o.image for o in outcomes])
+    summary = {
+        "ways": settings.ways,
+        "shots": settings.shots,
+        "episodes": settings.episodes,
+        "queries": settings.queries,
+        "speakers": settings.speakers,
+        "seeds": list(settings.seeds),
+        "min_view_gap": settings.min_view_gap,
+        "pairs_as_words": settings.pairs_as_words,
+        "speech_encoder": speech_enc.encoder_id,
+        "image_encoder": image_enc.encoder_id,
+        "accuracy": acc,
+        "ci95": ci,
+        "speech_accuracy": sp,
+        "speech_ci95": sp_ci,
+        "image_accuracy": im,
+        "image_ci95": im_ci,
+        "seconds_per_query": (time.perf_counter() - t_start) / n_queries,
+        "matching_seconds_per_query": match_s / n_queries,
+        "embedding_seconds": cache.embed_s,
+        "per_seed": per_seed,
+    }
+    return summary, outcomes
