@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "edge.commands.check",
     "edge.commands.bench",
     "edge.commands.data",
+    "edge.commands.scenes",
 )
 # Subcommands served by other packages: name -> (module with main(argv) -> int, extra to install, help).
 DELEGATED = {

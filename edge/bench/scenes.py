@@ -34,8 +34,8 @@ from edge.settings import setting
 
 log = logging.getLogger(__name__)
 
-BoxTuple = tuple[int, int, int, int]  # (x0, y0, x1, y1) pixels, x1/y1 exclusive
-Finder = Callable[[np.ndarray], Sequence[BoxTuple]]  # RGB frame -> candidate boxes
+Box = tuple[int, int, int, int]  # (x, y, w, h) pixels, as edge.candidates writes boxes
+Finder = Callable[[np.ndarray], Sequence[Box]]  # RGB frame -> candidate boxes
 
 # File in skimage/data -> license, as scikit-image documents it (skimage/data/_fetchers.py).
 BACKGROUNDS = {
@@ -76,7 +76,7 @@ class Scene:
     """A composed RGB frame and the box of each pasted object, in the order they were given."""
 
     frame: np.ndarray  # (H, W, 3) uint8 RGB
-    boxes: tuple[BoxTuple, ...]
+    boxes: tuple[Box, ...]
 
 
 def skimage_data_dir() -> Path:
@@ -112,16 +112,16 @@ def object_mask(img: np.ndarray, threshold: int) -> np.ndarray:
     return (flood[1:-1, 1:-1] != 2) | mask.astype(bool)
 
 
-def iou(a: BoxTuple, b: BoxTuple) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
     inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    union = a[2] * a[3] + b[2] * b[3] - inter
     return inter / union if union > 0 else 0.0
 
 
-def recall_hits(truth: Sequence[BoxTuple], candidates: Sequence[BoxTuple], threshold: float = IOU_HIT) -> list[bool]:
+def recall_hits(truth: Sequence[Box], candidates: Sequence[Box], threshold: float = IOU_HIT) -> list[bool]:
     """For each true box, whether some candidate overlaps it with IoU >= ``threshold``."""
     return [any(iou(t, c) >= threshold for c in candidates) for t in truth]
 
@@ -145,8 +145,8 @@ def compose_scene(background: np.ndarray, objects: Sequence[np.ndarray], rng: np
     frame = _fit_background(bg, W, H, rng).astype(np.float32) * rng.uniform(*settings.light_range)
     angle = rng.uniform(0, 2 * np.pi)
     sdx, sdy = round(settings.shadow_offset_px * np.cos(angle)), round(settings.shadow_offset_px * np.sin(angle))
-    taken: list[BoxTuple] = []
-    boxes: list[BoxTuple] = []
+    taken: list[Box] = []
+    boxes: list[Box] = []
     for n, obj in enumerate(objects):
         rgb = obj if obj.ndim == 3 else cv2.cvtColor(obj, cv2.COLOR_GRAY2RGB)
         mask = object_mask(obj, settings.mask_threshold)
@@ -156,8 +156,10 @@ def compose_scene(background: np.ndarray, objects: Sequence[np.ndarray], rng: np
         h, w = rgb.shape[:2]
         s = side / max(h, w)
         size = (max(1, round(w * s)), max(1, round(h * s)))
-        obj_px = cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR).astype(np.float32) * rng.uniform(*settings.object_light_range)
         alpha = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+        # colour resized with the mask premultiplied, so the studio's dark background leaves no dark fringe
+        premult = cv2.resize(rgb.astype(np.float32) * mask[..., None], size, interpolation=cv2.INTER_LINEAR)
+        obj_px = premult / np.maximum(alpha, 1e-3)[..., None] * rng.uniform(*settings.object_light_range)
         ys, xs = np.nonzero(alpha >= 0.5)
         if ys.size == 0:
             raise SceneError(f"object {n}: its mask vanishes at {side} px")
@@ -165,9 +167,9 @@ def compose_scene(background: np.ndarray, objects: Sequence[np.ndarray], rng: np
         for _ in range(attempts):
             x = int(rng.integers(-bx0, W - bx1 + 1))
             y = int(rng.integers(-by0, H - by1 + 1))
-            box = (x + bx0, y + by0, x + bx1, y + by1)
+            box = (x + bx0, y + by0, bx1 - bx0, by1 - by0)
             g = settings.gap_px + settings.shadow_offset_px
-            if all(box[2] + g <= t[0] or t[2] + g <= box[0] or box[3] + g <= t[1] or t[3] + g <= box[1] for t in taken):
+            if all(box[0] + box[2] + g <= t[0] or t[0] + t[2] + g <= box[0] or box[1] + box[3] + g <= t[1] or t[1] + t[3] + g <= box[1] for t in taken):
                 break
         else:
             raise SceneError(f"object {n}: no free place in a {W}x{H} frame after {attempts} tries (fewer or smaller objects)")
@@ -200,12 +202,12 @@ def _blend(frame: np.ndarray, obj: np.ndarray | None, alpha: np.ndarray, x: int,
         region[:] = a * obj[fy0 - y : fy1 - y, fx0 - x : fx1 - x] + (1.0 - a) * region
 
 
-def crops_of(frame: np.ndarray, boxes: Sequence[BoxTuple]) -> list[np.ndarray]:
+def crops_of(frame: np.ndarray, boxes: Sequence[Box]) -> list[np.ndarray]:
     """The frame's pixels inside each box (boxes clipped to the frame; empty boxes dropped by the caller)."""
     H, W = frame.shape[:2]
     out = []
-    for x0, y0, x1, y1 in boxes:
-        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
+    for x, y, w, h in boxes:
+        x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
         out.append(frame[y0:y1, x0:x1])
     return out
 
@@ -263,7 +265,7 @@ def run_scene_benchmark(
     image_enc: ImageEncoder,
     features: SpeechFeatureSettings,
     settings: BenchSettings,
-    finder: Finder,
+    finder: Finder | None,
     backgrounds: Sequence[np.ndarray],
     scene_settings: SceneSettings = SceneSettings(),
 ) -> dict[str, Any]:
@@ -272,7 +274,8 @@ def run_scene_benchmark(
     Each episode's matching images are pasted into one scene; the finder's candidates are embedded
     and the spoken query resolves to one of them. A query is right when the chosen candidate covers
     the queried object (IoU >= 0.5), so a missed or badly cut object costs the answer. Image-only:
-    for each class, the candidate nearest its support image(s) must cover that class's object.
+    for each class, the candidate nearest its support image(s) must cover that class's object. ``finder`` None
+    stands for a perfect finder (the true boxes): what cutting crops out of a scene costs by itself.
     """
     sampler = EpisodeSampler(list(speech), list(images), settings.ways, settings.shots, settings.queries, settings.speakers, settings.min_view_gap)
     cache = EmbeddingCache(speech, images, speech_enc, image_enc, features)
@@ -284,7 +287,8 @@ def run_scene_benchmark(
         cache.fill({i for ep in episodes for i in (*ep.support_speech, *ep.queries)}, {i for ep in episodes for i in ep.support_images}, progress=False)
         for ep in episodes:
             scene = compose_scene(backgrounds[rng.integers(len(backgrounds))], [load_image(images[i].path) for i in ep.matching], rng, scene_settings)
-            boxes = [b for b in finder(scene.frame) if b[2] > b[0] and b[3] > b[1]]
+            found = scene.boxes if finder is None else finder(scene.frame)
+            boxes: list[Box] = [tuple(int(v) for v in b) for b in found if b[2] > 0 and b[3] > 0]  # type: ignore[misc]
             recall.append(float(np.mean(recall_hits(scene.boxes, boxes))))
             n_cands.append(len(boxes))
             a_mm, a_im = _score_scene_episode(ep, scene, boxes, cache, image_enc, speech_enc.metric, settings.pairs_as_words)
@@ -303,7 +307,7 @@ def run_scene_benchmark(
     }
 
 
-def _score_scene_episode(ep: Episode, scene: Scene, boxes: list[BoxTuple], cache: EmbeddingCache, image_enc: ImageEncoder, metric: str, pairs_as_words: bool) -> tuple[float, float]:
+def _score_scene_episode(ep: Episode, scene: Scene, boxes: list[Box], cache: EmbeddingCache, image_enc: ImageEncoder, metric: str, pairs_as_words: bool) -> tuple[float, float]:
     """(multimodal, image-only) accuracy of one episode on one scene."""
     if not boxes:
         return 0.0, 0.0
