@@ -16,6 +16,8 @@ COMMAND_MODULES = (
     "edge.commands.check",
     "edge.commands.bench",
     "edge.commands.data",
+    "edge.commands.client",
+    "edge.commands.memory",
     "edge.commands.scenes",
 )
 # Subcommands served by other packages: name -> (module with main(argv) -> int, extra to install, help).
