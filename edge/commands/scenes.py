@@ -60,13 +60,15 @@ def run(args: argparse.Namespace) -> int:
         images = read_image_manifest(args.images)
         backgrounds = load_backgrounds([b.strip() for b in args.backgrounds.split(",") if b.strip()])
         scene_settings = SceneSettings()
-        scenes = random_scenes(images, backgrounds, args.frames, args.objects, np.random.default_rng(args.seed), scene_settings)
-        print(f"| finder | recall at IoU >= 0.5 % | candidates per frame | ms per frame |\n|---|---|---|---|")
-        for name in [f.strip() for f in args.finders.split(",") if f.strip()]:
-            score = score_finder(_finder(name, cfg), scenes)
-            results["finders"][name] = score.as_dict()
-            print(f"| {name} | {100 * score.recall:.1f} | {score.candidates_per_frame:.1f} | {score.ms_per_frame:.1f} |")
-        print(f"({args.frames} scenes of {args.objects} objects, {scene_settings.frame_width_px}x{scene_settings.frame_height_px}, backgrounds {args.backgrounds})")
+        finders = [f.strip() for f in args.finders.split(",") if f.strip()]
+        if finders:
+            scenes = random_scenes(images, backgrounds, args.frames, args.objects, np.random.default_rng(args.seed), scene_settings)
+            print("| finder | recall at IoU >= 0.5 % | candidates per frame | ms per frame |\n|---|---|---|---|")
+            for name in finders:
+                score = score_finder(_finder(name, cfg), scenes)
+                results["finders"][name] = score.as_dict()
+                print(f"| {name} | {100 * score.recall:.1f} | {score.candidates_per_frame:.1f} | {score.ms_per_frame:.1f} |")
+            print(f"({args.frames} scenes of {args.objects} objects, {scene_settings.frame_width_px}x{scene_settings.frame_height_px}, backgrounds {args.backgrounds})")
         if args.speech:
             enc = EncoderSettings(speech=args.speech_encoder, image=args.image_encoder, backend=cfg.encoders.backend, threads=cfg.encoders.threads)
             bench = BenchSettings(ways=args.ways, shots=args.shots, episodes=args.episodes, queries=args.queries, seeds=(args.seed,), min_view_gap=args.min_view_gap)
