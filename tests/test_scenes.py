@@ -153,3 +153,12 @@ def test_scenes_command_runs_the_oracle_bench_and_reports_bad_input(tiny_set, tm
     assert "missing.csv: no such manifest" in capsys.readouterr().err
     assert main(["scenes", "--images", str(tmp_path / "images.csv"), "--backgrounds", "nope.png", "--finders", ""]) == 1
     assert "nope.png: no such image file" in capsys.readouterr().err
+
+
+def test_missing_scikit_image_is_named_in_the_error(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "skimage" else real(name, *a))
+    with pytest.raises(SceneError, match=r"scikit-image is not installed.*pip install scikit-image==0.26.0"):
+        load_backgrounds()
