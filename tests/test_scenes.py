@@ -149,6 +149,19 @@ def test_scenes_command_runs_the_oracle_bench_and_reports_bad_input(tiny_set, tm
     assert main(args) == 0
     result = json.loads((tmp_path / "out.json").read_text())
     assert result["bench"]["finder_recall"] == 1.0 and result["bench"]["finder"] == "oracle"
+    saved = tmp_path / "saved"
+    assert main(["scenes", "--images", str(tmp_path / "images.csv"), "--finders", "", "--frames", "3", "--objects", "2", "--save-frames", str(saved)]) == 0
+    cap = cv2.VideoCapture(str(saved / "frames" / "%04d.png"))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    rows = (saved / "boxes.csv").read_text().splitlines()
+    assert len(frames) == 3 and frames[0].shape == (480, 640, 3)
+    assert rows[0] == "frame,label,x,y,w,h" and len(rows) == 1 + 3 * 2 and {r.split(",")[1] for r in rows[1:]} <= {"0", "1", "2"}
     assert main(["scenes", "--images", str(tmp_path / "missing.csv")]) == 1
     assert "missing.csv: no such manifest" in capsys.readouterr().err
     assert main(["scenes", "--images", str(tmp_path / "images.csv"), "--backgrounds", "nope.png", "--finders", ""]) == 1

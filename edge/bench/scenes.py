@@ -77,6 +77,7 @@ class Scene:
 
     frame: np.ndarray  # (H, W, 3) uint8 RGB
     boxes: tuple[Box, ...]
+    labels: tuple[str, ...] = ()  # label of each pasted object, when known
 
 
 def skimage_data_dir() -> Path:
@@ -242,6 +243,21 @@ def score_finder(finder: Finder, scenes: Sequence[Scene]) -> FinderScore:
     return FinderScore(len(scenes), n_obj, hits / max(1, n_obj), n_cand / n, 1000.0 * t / n)
 
 
+def save_frames(folder: Path, scenes: Sequence[Scene]) -> int:
+    """Write ``folder/frames/%04d.png`` (RGB frames as a cv2.VideoCapture image sequence) and ``folder/boxes.csv``; returns the box count."""
+    from edge.bench.manifest import write_manifest
+
+    (folder / "frames").mkdir(parents=True, exist_ok=True)
+    rows: list[tuple[object, ...]] = []
+    for n, sc in enumerate(scenes):
+        path = folder / "frames" / f"{n:04d}.png"
+        if not cv2.imwrite(str(path), cv2.cvtColor(sc.frame, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"{path}: cannot write frame")
+        rows.extend((n, sc.labels[k] if sc.labels else "", *box) for k, box in enumerate(sc.boxes))
+    write_manifest(folder / "boxes.csv", ("frame", "label", "x", "y", "w", "h"), rows)
+    return len(rows)
+
+
 def random_scenes(images: Sequence[ImageItem], backgrounds: Sequence[np.ndarray], n_frames: int, objects_per_frame: int, rng: np.random.Generator, settings: SceneSettings = SceneSettings()) -> list[Scene]:
     """``n_frames`` scenes, each with ``objects_per_frame`` objects of distinct labels drawn from ``images``."""
     by_label: dict[str, list[int]] = {}
@@ -254,7 +270,8 @@ def random_scenes(images: Sequence[ImageItem], backgrounds: Sequence[np.ndarray]
     for _ in range(n_frames):
         chosen = [labels[k] for k in rng.choice(len(labels), objects_per_frame, replace=False)]
         objs = [load_image(images[by_label[c][rng.integers(len(by_label[c]))]].path) for c in chosen]
-        scenes.append(compose_scene(backgrounds[rng.integers(len(backgrounds))], objs, rng, settings))
+        sc = compose_scene(backgrounds[rng.integers(len(backgrounds))], objs, rng, settings)
+        scenes.append(Scene(sc.frame, sc.boxes, tuple(chosen)))
     return scenes
 
 

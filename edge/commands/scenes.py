@@ -11,7 +11,7 @@ import numpy as np
 from edge.bench.episodes import EpisodeError
 from edge.bench.manifest import ManifestError, read_image_manifest, read_speech_manifest
 from edge.bench.runner import BenchSettings
-from edge.bench.scenes import BACKGROUNDS, SceneError, SceneSettings, load_backgrounds, random_scenes, run_scene_benchmark, score_finder
+from edge.bench.scenes import BACKGROUNDS, SceneError, SceneSettings, load_backgrounds, random_scenes, run_scene_benchmark, save_frames, score_finder
 from edge.config import ConfigError, load_config
 from edge.encoders import EncoderSettings, load_image_encoder, load_speech_encoder
 from edge.images import ImageError
@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--objects", type=int, default=6, help="objects per scene for the recall measurement")
     p.add_argument("--backgrounds", default=",".join(BACKGROUNDS), help=f"background photographs from scikit-image's bundled data: {','.join(BACKGROUNDS)}")
     p.add_argument("--seed", type=int, default=0, help="scene seed")
+    p.add_argument("--save-frames", type=Path, help="also write the recall scenes here as frames/%%04d.png (a cv2.VideoCapture image sequence) and boxes.csv (frame,label,x,y,w,h)")
     p.add_argument("--speech", type=Path, help="speech manifest: also run the scene-level bench (matching set from the finder)")
     p.add_argument("--bench-finder", default="contours", help="finder for the scene-level bench: a finder name, or 'oracle' (the true boxes)")
     p.add_argument("--ways", type=int, default=10, help="classes per episode (objects per scene in the bench)")
@@ -61,8 +62,12 @@ def run(args: argparse.Namespace) -> int:
         backgrounds = load_backgrounds([b.strip() for b in args.backgrounds.split(",") if b.strip()])
         scene_settings = SceneSettings()
         finders = [f.strip() for f in args.finders.split(",") if f.strip()]
-        if finders:
+        if finders or args.save_frames:
             scenes = random_scenes(images, backgrounds, args.frames, args.objects, np.random.default_rng(args.seed), scene_settings)
+        if args.save_frames:
+            n = save_frames(args.save_frames, scenes)
+            print(f"{args.save_frames}: {len(scenes)} frames, {n} boxes")
+        if finders:
             print("| finder | recall at IoU >= 0.5 % | candidates per frame | ms per frame |\n|---|---|---|---|")
             for name in finders:
                 score = score_finder(_finder(name, cfg), scenes)
