@@ -175,3 +175,16 @@ def test_missing_scikit_image_is_named_in_the_error(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "skimage" else real(name, *a))
     with pytest.raises(SceneError, match=r"scikit-image is not installed.*pip install scikit-image==0.26.0"):
         load_backgrounds()
+
+
+def test_contours_clutter_mode_finds_objects_on_real_textured_photographs():
+    """Drawn studio objects on scikit-image's gravel, brick, coffee-table and grass photographs."""
+    from edge.candidates import CandidateSettings, ContourFinder
+
+    rng = np.random.default_rng(0)
+    backgrounds = load_backgrounds(["gravel.png", "brick.png", "coffee.png", "grass.png"])
+    scenes = [compose_scene(backgrounds[i % 4], [studio(s) for s in ("disc", "bar", "tri", "disc")], rng) for i in range(16)]
+    one_mask = score_finder(ContourFinder(CandidateSettings(clutter_foreground_fractions=())).boxes, scenes)
+    clutter = score_finder(ContourFinder(CandidateSettings()).boxes, scenes)
+    assert clutter.recall >= 0.4 and clutter.recall >= 2 * one_mask.recall, (one_mask, clutter)  # measured 0.52 vs 0.19
+    assert clutter.candidates_per_frame <= CandidateSettings().max_candidates
