@@ -319,7 +319,10 @@ def test_acknowledged_pairs_survive_kill_9(tmp_path: Path) -> None:
                 acked[pair_id] = seed
             time.sleep(rng.uniform(0, 0.005))  # land anywhere inside the next teach()
             os.kill(proc.pid, signal.SIGKILL)
-            rest, _ = proc.communicate(timeout=30)
+            # Read the rest through the same text wrapper: communicate() reads the raw pipe and would
+            # miss lines that readline() already pulled into the wrapper's buffer.
+            rest = proc.stdout.read()
+            proc.wait(timeout=30)
             for line in rest.splitlines():  # acknowledged before the kill, read after it
                 pair_id, seed = map(int, line.split())
                 acked[pair_id] = seed
