@@ -150,7 +150,10 @@ def test_scenes_command_runs_the_oracle_bench_and_reports_bad_input(tiny_set, tm
     result = json.loads((tmp_path / "out.json").read_text())
     assert result["bench"]["finder_recall"] == 1.0 and result["bench"]["finder"] == "oracle"
     saved = tmp_path / "saved"
-    assert main(["scenes", "--images", str(tmp_path / "images.csv"), "--finders", "", "--frames", "3", "--objects", "2", "--save-frames", str(saved)]) == 0
+    assert main(["scenes", "--images", str(tmp_path / "images.csv"), "--finders", "contours,grid", "--frames", "3", "--objects", "2",
+                 "--save-frames", str(saved), "--json", str(tmp_path / "recall.json")]) == 0
+    finders = json.loads((tmp_path / "recall.json").read_text())["finders"]
+    assert set(finders) == {"contours", "grid"} and finders["grid"]["candidates_per_frame"] == 6 and finders["contours"]["objects"] == 6
     cap = cv2.VideoCapture(str(saved / "frames" / "%04d.png"))
     frames = []
     while True:

@@ -26,6 +26,7 @@ import numpy as np
 from edge.bench.episodes import Episode, EpisodeSampler
 from edge.bench.manifest import ImageItem, SpeechItem
 from edge.bench.runner import BenchSettings, EmbeddingCache, mean_ci95
+from edge.candidates import Box, iou  # boxes are (x, y, w, h) pixels, as the finders write them
 from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops
 from edge.features import SpeechFeatureSettings
 from edge.images import load_image
@@ -34,7 +35,6 @@ from edge.settings import setting
 
 log = logging.getLogger(__name__)
 
-Box = tuple[int, int, int, int]  # (x, y, w, h) pixels, as edge.candidates writes boxes
 Finder = Callable[[np.ndarray], Sequence[Box]]  # RGB frame -> candidate boxes
 
 # File in skimage/data -> license, as scikit-image documents it (skimage/data/_fetchers.py).
@@ -111,15 +111,6 @@ def object_mask(img: np.ndarray, threshold: int) -> np.ndarray:
     flood = np.pad(1 - mask, 1, constant_values=1).astype(np.uint8)
     cv2.floodFill(flood, None, (0, 0), 2)
     return (flood[1:-1, 1:-1] != 2) | mask.astype(bool)
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 def recall_hits(truth: Sequence[Box], candidates: Sequence[Box], threshold: float = IOU_HIT) -> list[bool]:
