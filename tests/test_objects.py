@@ -71,7 +71,7 @@ def test_two_views_of_one_object_are_closer_than_two_objects(objects_encoder):
         assert same[np.triu_indices(3, 1)].min() > across.max(), (k, same, across)
 
 
-def test_a_speech_model_path_is_refused_as_the_image_encoder(tmp_path):
+def test_a_missing_or_corrupt_image_model_is_named_in_the_error(tmp_path):
     with pytest.raises(ModelError, match="no such model file"):
         load_image_encoder(EncoderSettings(image=str(tmp_path / "missing.onnx")))
     bad = tmp_path / "bad.onnx"
