@@ -186,18 +186,19 @@ def export(out: Path, weights: str = "fp16", tolerance: float = 1e-5, fp16_toler
     )
     onnx.checker.check_model(proto)
     onnx.save(proto, str(tmp))
-    tmp.replace(out)
-    worst = worst32
+    worst16 = 0.0
     if weights == "fp16":
         print("stored file (fp16 weights) vs PyTorch float32:")
-        worst16 = parity(model, out)
+        worst16 = parity(model, tmp)
+    if worst32 > tolerance or worst16 > fp16_tolerance:
+        tmp.unlink()
+        print(f"parity FAILED, nothing written: float32 graph {worst32:.2e} (tolerance {tolerance:.0e})"
+              + (f", fp16 file {worst16:.2e} (tolerance {fp16_tolerance:.0e})" if weights == "fp16" else ""), file=sys.stderr)
+        return 1
+    tmp.replace(out)
     size_mb = out.stat().st_size / 1e6
     print(f"{out}: {model_id}, {size_mb:.2f} MB, opset {OPSET}, weights {weights}, sha256 {hashlib.sha256(out.read_bytes()).hexdigest()[:16]}")
     print(f"time per crop (ORT, 1 thread, batch 1): {time_per_crop_ms(out):.1f} ms")
-    failed = worst32 > tolerance or (weights == "fp16" and worst16 > fp16_tolerance)
-    if failed:
-        print(f"parity FAILED: float32 graph {worst32:.2e} (tolerance {tolerance:.0e})" + (f", fp16 file {worst16:.2e} (tolerance {fp16_tolerance:.0e})" if weights == "fp16" else ""), file=sys.stderr)
-        return 1
     print(f"parity ok: float32 graph {worst32:.2e} <= {tolerance:.0e}" + (f"; fp16 file {worst16:.2e} <= {fp16_tolerance:.0e}" if weights == "fp16" else ""))
     return 0
 

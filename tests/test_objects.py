@@ -150,3 +150,12 @@ def test_fp16_storage_keeps_outputs_and_halves_the_file(tmp_path):
     y32, y16 = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0] for p in (path32, path16))
     np.testing.assert_allclose(y16, y32, atol=2e-3)
     assert path16.stat().st_size < 0.6 * path32.stat().st_size
+
+
+def test_export_refuses_to_write_a_file_outside_the_parity_tolerance(tmp_path, capsys):
+    from export.cli import main as export_main
+
+    out = tmp_path / "objects.onnx"
+    assert export_main(["objects", "--out", str(out), "--fp16-tolerance", "1e-6"]) == 1  # fp16 rounding alone exceeds 1e-6
+    assert "parity FAILED, nothing written" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.iterdir())
