@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "edge.commands.client",
     "edge.commands.memory",
     "edge.commands.senses",
+    "edge.commands.scenes",
     "edge.commands.run",
     "edge.commands.demo",
     "edge.commands.bench_latency",
