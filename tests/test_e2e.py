@@ -122,14 +122,16 @@ def test_teach_three_words_then_ask_through_a_real_audio_stream(tmp_path, pulse)
 
 
 @pytest.mark.timeout(180)
-def test_demo_runs_the_daemon_on_the_bundled_session(tmp_path):
+@pytest.mark.parametrize("config", [None, "demo-objects.yaml"], ids=["baselines", "onnx-objects"])
+def test_demo_runs_the_daemon_on_the_bundled_session(tmp_path, config):
     import subprocess
     import sys
 
     from tests.daemon_process import ROOT
 
     out = tmp_path / "demo"
-    result = subprocess.run([sys.executable, "-m", "edge", "demo", "--out", str(out)], cwd=ROOT,
+    extra = ["--config", str(SAMPLES / config)] if config else []
+    result = subprocess.run([sys.executable, "-m", "edge", "demo", "--out", str(out), *extra], cwd=ROOT,
                             capture_output=True, text=True, timeout=150)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert "learned 3 of 3 words: apple, star, cube" in result.stdout
