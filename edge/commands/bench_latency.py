@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import resource
 import tempfile
 import time
@@ -146,6 +147,8 @@ def measure_latency(speech_name: str, image_name: str, pairs: int, n_candidates:
 
 def run_latency(args: argparse.Namespace) -> int:
     """Measure every combination and print a table."""
+    if not getattr(args, "verbose", False):  # every answer is an event log line: thousands here
+        logging.getLogger("edge.daemon").setLevel(logging.WARNING)
     pair_counts = [int(x) for x in args.pairs.split(",") if x.strip()]
     speech_names = args.speech_encoder or _available("speech")
     image_names = args.image_encoder or _available("image")
