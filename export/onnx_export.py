@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,10 +81,13 @@ def export_onnx(checkpoint: Path, out: Path) -> ExportResult:
         axes = {IMAGE_INPUT: {0: "batch"}, EMBEDDING_OUTPUT: {0: "batch"}}
         layout = f"{IMAGE_INPUT}:(batch,{spec['channels']},{spec['size_px']},{spec['size_px']}) float32 from edge.images.preprocess_batch"
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        model, _dummy(kind, spec), str(out), dynamo=False, opset_version=OPSET,
-        input_names=names, output_names=[EMBEDDING_OUTPUT], dynamic_axes=axes, do_constant_folding=True,
-    )
+    with warnings.catch_warnings():
+        # the legacy exporter is chosen on purpose: opset 17 in one file, which TensorRT 8.6+ parses
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model, _dummy(kind, spec), str(out), dynamo=False, opset_version=OPSET,
+            input_names=names, output_names=[EMBEDDING_OUTPUT], dynamic_axes=axes, do_constant_folding=True,
+        )
     proto = onnx.load(str(out))
     attach_metadata(
         proto,
