@@ -308,6 +308,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--seed", type=int, help="override the config's seed")
         p.add_argument("--out", help="override the config's checkpoint path")
         p.add_argument("--data-dir", dest="data_dir", help="override the config's data folder")
+        p.add_argument("--max-epochs", dest="max_epochs", type=int, help="override the config's max_epochs")
+        p.add_argument("--max-minutes", dest="max_minutes", type=float, help="override the config's max_minutes")
+        p.add_argument("--threads", type=int, help="override the config's torch threads")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.set_defaults(func=run, kind=kind)
 
@@ -315,7 +318,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train from the command line."""
     try:
-        s = load_train_settings(args.config, {"seed": args.seed, "out": args.out, "data_dir": args.data_dir})
+        overrides = {k: getattr(args, k) for k in ("seed", "out", "data_dir", "max_epochs", "max_minutes", "threads")}
+        s = load_train_settings(args.config, overrides)
         ckpt = train(args.kind, s, progress=not args.quiet and sys.stderr.isatty())
     except (SettingsError, DataError) as exc:
         print(f"showsay train {args.kind}: {exc}", file=sys.stderr)
