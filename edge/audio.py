@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy.io import wavfile
-from scipy.signal import resample_poly
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +31,8 @@ def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
     """Polyphase resampling of a mono float signal (anti-aliased), exact for integer rate ratios."""
     if from_hz == to_hz:
         return samples.astype(np.float32, copy=False)
+    from scipy.signal import resample_poly  # imported here: scipy.signal costs ~1 s of CLI start-up
+
     g = gcd(int(from_hz), int(to_hz))
     return resample_poly(samples, to_hz // g, from_hz // g).astype(np.float32)
 

@@ -16,6 +16,10 @@ COMMAND_MODULES = (
     "edge.commands.check",
     "edge.commands.bench",
     "edge.commands.data",
+    "edge.commands.client",
+    "edge.commands.memory",
+    "edge.commands.senses",
+    "edge.commands.scenes",
 )
 # Subcommands served by other packages: name -> (module with main(argv) -> int, extra to install, help).
 DELEGATED = {

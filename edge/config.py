@@ -14,10 +14,17 @@ from typing import Any
 
 import yaml
 
+from edge.camera import CameraSettings
+from edge.candidates import CandidateSettings
+from edge.control import ControlSettings
 from edge.encoders import EncoderSettings
 from edge.features import SpeechFeatureSettings
+from edge.hearing import MicrophoneSettings
 from edge.matching import MatchSettings
+from edge.memory import MemorySettings
 from edge.settings import SettingsError, build, section
+from edge.trt_manifest import TensorRTSettings
+from edge.vad import VadSettings
 
 
 class ConfigError(ValueError):
@@ -31,6 +38,13 @@ class Config:
     speech_features: SpeechFeatureSettings = section(SpeechFeatureSettings, "how utterances become MFCC frames")
     encoders: EncoderSettings = section(EncoderSettings, "which models embed speech and images, and on what runtime")
     matching: MatchSettings = section(MatchSettings, "rejection thresholds of the matching core")
+    microphone: MicrophoneSettings = section(MicrophoneSettings, "which microphone is opened and how its audio is cut into frames")
+    vad: VadSettings = section(VadSettings, "how utterances are found in the microphone's audio (webrtcvad endpointer)")
+    camera: CameraSettings = section(CameraSettings, "where camera frames come from and how a lost camera is retried")
+    candidates: CandidateSettings = section(CandidateSettings, "how object regions are proposed in a camera frame")
+    memory: MemorySettings = section(MemorySettings, "where the taught pairs are stored (one SQLite file)")
+    control: ControlSettings = section(ControlSettings, "the daemon's control socket (JSON lines), used by the showsay CLI")
+    tensorrt: TensorRTSettings = section(TensorRTSettings, "shapes and build options of TensorRT engines (encoders.backend: tensorrt)")
 
 
 def config_from_mapping(values: Any, source: str = "config", base_dir: Path | None = None) -> Config:
@@ -56,7 +70,9 @@ def _resolve_paths(cfg: Config, base_dir: Path) -> Config:
         speech=resolve(enc.speech, {"default", "dtw"}),
         image=resolve(enc.image, {"default", "digits", "objects", "pixels"}),
     )
-    return dataclasses.replace(cfg, encoders=enc)
+    memory = dataclasses.replace(cfg.memory, state_dir=resolve(cfg.memory.state_dir, set()))
+    control = dataclasses.replace(cfg.control, socket_path=resolve(cfg.control.socket_path, set()))
+    return dataclasses.replace(cfg, encoders=enc, memory=memory, control=control)
 
 
 def load_config(path: str | os.PathLike | None) -> Config:

@@ -187,7 +187,7 @@ def load_speech_encoder(settings: EncoderSettings, features: SpeechFeatureSettin
     if settings.speech == "dtw":
         return DtwSpeech(features)
     path = model_path(settings.speech, SHIPPED_SPEECH)
-    enc = _load_model(path, settings)
+    enc = _load_model(path, settings, features)
     if enc.info.kind != "speech":
         raise ModelError(f"{path}: an {enc.info.kind} encoder was given as the speech encoder")
     check_speech_features(enc.info, features, str(path))
@@ -205,9 +205,10 @@ def load_image_encoder(settings: EncoderSettings) -> ImageEncoder:
     return enc
 
 
-def _load_model(path: Path, settings: EncoderSettings) -> OnnxEncoder:
+def _load_model(path: Path, settings: EncoderSettings, features: SpeechFeatureSettings | None = None) -> OnnxEncoder:
     if settings.backend == "tensorrt":
         from edge import trt_backend  # imports tensorrt/pycuda only on this path
 
-        return trt_backend.load_engine_encoder(path)  # type: ignore[return-value]
+        # 'M.onnx' (or a shipped name) runs as the 'M.engine' built beside it; its manifest is checked against the features
+        return trt_backend.load_engine_encoder(path, features.as_dict() if features else None)  # type: ignore[return-value]
     return OnnxEncoder(path, threads=settings.threads)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
-import python_speech_features as psf
 
 from edge.audio import read_wav
 from edge.settings import SettingsError, setting, to_dict
@@ -62,6 +61,8 @@ def settings_mismatch(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> lis
 
 def speech_features(samples: np.ndarray, settings: SpeechFeatureSettings) -> np.ndarray:
     """(frames, 3 * n_mfcc) float32 features of mono float samples at ``settings.sample_rate_hz``."""
+    import python_speech_features as psf  # imported here: it pulls in scipy.fftpack (slow CLI start-up)
+
     s = settings
     samples = np.asarray(samples, dtype=np.float32)
     min_samples = int(round(s.window_ms * s.sample_rate_hz / 1000))

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speakers", choices=("different", "same"), default="different", help="queries from speakers other than the teacher (default) or from the teacher")
     p.add_argument("--min-view-gap", type=int, default=0, help="support and matching views of an object at least this many views apart (needs a view column)")
     p.add_argument("--pairs-as-words", action="store_true", help="treat each support pair as its own word (K-shot: compare with the nearest utterance's image only)")
-    p.add_argument("--speech-encoder", default="dtw", help="dtw, default, or an .onnx path")
+    p.add_argument("--speech-encoder", default="dtw", help="dtw, default, an .onnx path, or efficientword-net (the peer, if installed)")
     p.add_argument("--image-encoder", default="pixels", help="pixels, digits, objects, default, or an .onnx path")
     p.add_argument("--config", type=Path, help="YAML config for the speech feature settings and encoder threads")
     p.add_argument("--json", type=Path, help="write the summary here")
@@ -54,7 +54,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
         enc = EncoderSettings(speech=args.speech_encoder, image=args.image_encoder, backend=cfg.encoders.backend, threads=cfg.encoders.threads)
-        speech_enc = load_speech_encoder(enc, cfg.speech_features)
+        if args.speech_encoder == "efficientword-net":  # benchmark-only peer
+            from edge.bench.peers import EfficientWordNetSpeech
+
+            speech_enc = EfficientWordNetSpeech(threads=cfg.encoders.threads)
+        else:
+            speech_enc = load_speech_encoder(enc, cfg.speech_features)
         image_enc = load_image_encoder(enc)
         speech = read_speech_manifest(args.speech)
         images = read_image_manifest(args.images)
@@ -68,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     summary["speech_manifest"], summary["image_manifest"] = str(args.speech), str(args.images)
     print(markdown_table([summary]))
-    print(f"\n{summary['seconds_per_query'] * 1000:.2f} ms per query in all ({summary['matching_seconds_per_query'] * 1000:.2f} ms matching, {summary['embedding_seconds']:.1f} s features and embedding)")
+    print(
+        f"\n{summary['seconds_per_query'] * 1000:.2f} ms per query in all ({summary['matching_seconds_per_query'] * 1000:.2f} ms matching, "
+        f"{summary['embedding_seconds']:.1f} s features and embedding; {summary['speech_ms_per_utterance']:.2f} ms per utterance: read, features, embed)"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2) + "\n")

@@ -1,0 +1,504 @@
+"""Audio sources: fixed-size 16-bit PCM frames from a live microphone or from a wav file.
+
+Both sources hand out :class:`AudioFrame` objects holding exactly ``frame_ms`` of mono audio at
+the configured rate, through the same small :class:`AudioSource` interface, so the endpointer and
+the daemon cannot tell a file from a microphone.
+
+:class:`MicrophoneSource` runs a sounddevice (PortAudio) input stream whose callback only copies
+the block into a bounded queue: a slow consumer never blocks the audio thread, and blocks that do
+not fit are dropped, counted and logged. Resampling (when the device only offers 44.1 or 48 kHz)
+and framing happen on the consumer's side, in :meth:`MicrophoneSource.read`. A supervisor thread
+reopens the stream with exponential backoff when the device errors out or stops delivering
+(unplugged USB microphone, restarted sound server). sounddevice is imported when a
+MicrophoneSource is made, never at module import, so file-only users need no PortAudio.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from math import ceil, gcd
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge.audio import read_wav, to_int16
+from edge.settings import SettingsError, setting
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[dict], None]
+"""Receives device events such as ``{"event": "device_lost", "device": "microphone", ...}``."""
+
+FALLBACK_DEVICE_RATES_HZ = (48000, 44100, 32000, 22050, 16000)
+
+
+class AudioDeviceError(RuntimeError):
+    """The audio device (or the library that drives it) cannot be used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class MicrophoneSettings:
+    """Which microphone to open and how its audio is cut into frames."""
+
+    device: str | None = setting(
+        None,
+        "input device: a name substring (case-insensitive) or a PortAudio index as a string; null = the system default",
+    )
+    sample_rate_hz: int = setting(
+        16000, "rate of the frames handed on, Hz (the device is resampled to it)", choices=(8000, 16000, 32000, 48000)
+    )
+    device_rate_hz: int | None = setting(
+        None,
+        "rate to open the device at, Hz; null = sample_rate_hz if the device takes it, else its own default rate",
+        min=8000,
+        max=192000,
+    )
+    frame_ms: int = setting(30, "length of one frame, ms (webrtcvad takes 10, 20 or 30)", choices=(10, 20, 30))
+    queue_frames: int = setting(
+        100, "device blocks buffered for a slow consumer before new ones are dropped (100 x 30 ms = 3 s)", min=2, max=10000
+    )
+    stall_timeout_s: float = setting(
+        3.0,
+        "a running stream that delivers nothing for this long is taken as lost and reopened, s",
+        min=0.1,
+        max=600,
+    )
+    first_audio_timeout_s: float = setting(
+        5.0, "a freshly opened stream that delivers nothing for this long is taken as lost, s", min=0.1, max=600
+    )
+    reconnect_backoff_s: float = setting(0.5, "first wait before reopening a lost device, s (doubles each failure)", min=0.01, max=60)
+    max_backoff_s: float = setting(8.0, "longest wait between reopen attempts, s", min=0.01, max=600)
+
+    @property
+    def frame_samples(self) -> int:
+        """Samples in one frame at ``sample_rate_hz``."""
+        return self.sample_rate_hz * self.frame_ms // 1000
+
+
+@dataclass(frozen=True)
+class AudioFrame:
+    """``frame_ms`` of mono int16 PCM; ``time_s`` is when its first sample was captured (monotonic s)."""
+
+    pcm: np.ndarray  # (samples,) int16
+    time_s: float
+    sample_rate_hz: int = 16000
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the frame, seconds."""
+        return self.pcm.shape[0] / self.sample_rate_hz
+
+
+class AudioSource(Protocol):
+    """Anything that yields fixed-size PCM frames: a microphone, a wav file, a test fake."""
+
+    dropped_frames: int
+    closed: bool
+
+    def start(self) -> None:
+        """Begin capturing (or reading)."""
+
+    def read(self, timeout_s: float) -> AudioFrame | None:
+        """The next frame, or None when none arrived within ``timeout_s``."""
+
+    def close(self) -> None:
+        """Stop capturing and release the device."""
+
+
+class StreamResampler:
+    """Polyphase FIR resampling of a stream in arbitrary chunks; output equals resampling it whole.
+
+    Uses the same Kaiser-windowed low-pass as ``scipy.signal.resample_poly``; being causal, it delays
+    the signal by 10 output samples when downsampling (0.6 ms at 16 kHz), which is not compensated.
+    """
+
+    def __init__(self, from_hz: int, to_hz: int) -> None:
+        from scipy.signal import firwin
+
+        g = gcd(int(from_hz), int(to_hz))
+        self.up, self.down = int(to_hz) // g, int(from_hz) // g
+        max_rate = max(self.up, self.down)
+        half_len = 10 * max_rate
+        h = firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * self.up
+        taps = ceil(h.size / self.up)
+        h = np.concatenate([h, np.zeros(taps * self.up - h.size)])
+        self._phases = h.reshape(taps, self.up).T.astype(np.float32)  # (up, taps): phase p holds h[p + j*up]
+        self._taps = taps
+        self._history = np.zeros(taps - 1, np.float32)  # input samples before the current chunk
+        self._consumed = 0  # input samples seen so far
+        self._produced = 0  # output samples made so far
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        """Resample the next chunk of float samples; returns every output sample it completes."""
+        x = np.concatenate([self._history, chunk.astype(np.float32, copy=False)])
+        base = self._consumed - self._history.size  # absolute index of x[0]
+        self._consumed += chunk.size
+        # output n needs input index (n*down)//up, which must already have arrived
+        last = (self._consumed * self.up - 1) // self.down  # largest n with (n*down)//up <= consumed-1
+        n = np.arange(self._produced, last + 1, dtype=np.int64)
+        self._produced = last + 1
+        keep = self._taps - 1
+        self._history = x[x.size - keep :] if keep else x[:0]
+        if n.size == 0:
+            return np.zeros(0, np.float32)
+        m = n * self.down
+        centre = m // self.up - base  # index into x of the newest input each output uses
+        idx = centre[:, None] - np.arange(self._taps)[None, :]
+        return np.einsum("nj,nj->n", self._phases[m % self.up], x[idx]).astype(np.float32)
+
+
+def _import_sounddevice() -> Any:
+    try:
+        import sounddevice
+    except (ImportError, OSError) as exc:
+        raise AudioDeviceError(
+            f"microphone: the sounddevice library cannot be loaded ({exc}); it needs PortAudio: "
+            "install it with `apt-get install libportaudio2` and `pip install sounddevice`"
+        ) from None
+    return sounddevice
+
+
+class MicrophoneSource:
+    """Live frames from a sounddevice input stream, resampled and framed, with reconnection."""
+
+    def __init__(self, settings: MicrophoneSettings, on_event: EventSink | None = None) -> None:
+        self.settings = settings
+        self._sd = _import_sounddevice()
+        self._on_event = on_event
+        # (mono block, capture time of its first sample, stream generation)
+        self._blocks: queue.Queue[tuple[np.ndarray, float, int]] = queue.Queue(maxsize=settings.queue_frames)
+        self.dropped_frames = 0  # device blocks dropped because the queue was full
+        self.overflows = 0  # blocks the device itself reported as overflowed
+        self.reconnects = 0  # times the stream was reopened after being lost
+        self.connected = False
+        self.closed = False
+        self.device_rate_hz: int | None = None
+        self._reported_drops = 0
+        self._reported_overflows = 0
+        self._last_block_s = 0.0  # when the newest block arrived (monotonic s)
+        self._opened_s = 0.0  # when the current stream was opened
+        self._stream: Any = None
+        self._stream_failed = threading.Event()
+        self._stop = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._resampler: StreamResampler | None = None
+        self._pending = np.zeros(0, np.float32)
+        self._pending_time_s = 0.0
+        self._generation = 0  # bumps on every (re)open; blocks carry it so the consumer starts afresh
+        self._consumer_generation = 0
+
+    # --- device side -------------------------------------------------------------------------
+    def _resolve_device(self) -> int | None:
+        """PortAudio index of ``settings.device`` (None for the default input)."""
+        spec = self.settings.device
+        if spec is None or spec == "":
+            return None
+        if spec.strip().isdigit():
+            return int(spec)
+        inputs = [(i, d) for i, d in enumerate(self._sd.query_devices()) if d["max_input_channels"] > 0]
+        for i, d in inputs:
+            if spec.lower() in d["name"].lower():
+                return i
+        names = ", ".join(f"{i}: {d['name']}" for i, d in inputs) or "none"
+        raise AudioDeviceError(f"microphone.device {spec!r}: no input device has that in its name (inputs: {names})")
+
+    def _choose_rate(self, device: int | None) -> tuple[int, int]:
+        """(device rate, channels) the device accepts, preferring the target rate and mono."""
+        info = self._sd.query_devices(device, "input")
+        channels = 1
+        try:
+            self._sd.check_input_settings(device=device, channels=1, dtype="float32")
+        except Exception:  # some devices only open in stereo
+            channels = max(1, min(2, int(info["max_input_channels"])))
+        if self.settings.device_rate_hz is not None:
+            rates: tuple[int, ...] = (self.settings.device_rate_hz,)
+        else:
+            rates = (self.settings.sample_rate_hz, int(info["default_samplerate"]), *FALLBACK_DEVICE_RATES_HZ)
+        for rate in rates:
+            try:
+                self._sd.check_input_settings(device=device, channels=channels, dtype="float32", samplerate=rate)
+                return rate, channels
+            except Exception as exc:
+                log.debug("microphone %r: %d Hz refused (%s)", info["name"], rate, exc)
+        raise AudioDeviceError(f"microphone {info['name']!r}: none of the rates {rates} Hz is accepted")
+
+    def _open(self) -> None:
+        device = self._resolve_device()
+        rate, channels = self._choose_rate(device)
+        block = max(1, rate * self.settings.frame_ms // 1000)
+        self._stream_failed.clear()
+        stream = self._sd.InputStream(
+            device=device,
+            samplerate=rate,
+            channels=channels,
+            dtype="float32",
+            blocksize=block,
+            latency="low",
+            callback=self._callback,
+            finished_callback=self._stream_failed.set,
+        )
+        with self._lock:  # before start(): the first callback must see the new rate and generation
+            self._stream = stream
+            self.device_rate_hz = rate
+            self._generation += 1
+        self._opened_s = self._last_block_s = time.monotonic()
+        try:
+            stream.start()
+        except Exception:
+            self._close_stream()
+            raise
+        name = self._sd.query_devices(stream.device)["name"]
+        log.info(
+            "microphone %r open at %d Hz x %d channel(s), %d-sample blocks%s",
+            name, rate, channels, block,
+            f", resampled to {self.settings.sample_rate_hz} Hz" if rate != self.settings.sample_rate_hz else "",
+        )
+
+    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        # PortAudio's thread: copy and hand over, never block, never log
+        now = time.monotonic()
+        self._last_block_s = now
+        if status:
+            self.overflows += 1
+        block = indata.mean(axis=1) if indata.shape[1] > 1 else indata[:, 0].copy()
+        rate = self.device_rate_hz or self.settings.sample_rate_hz
+        try:
+            # arrival time minus the block's length: PortAudio's ADC times are unreliable through ALSA's pulse plugin
+            self._blocks.put_nowait((block, now - frames / rate, self._generation))
+        except queue.Full:
+            self.dropped_frames += 1
+
+    def _close_stream(self) -> None:
+        with self._lock:
+            stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        try:
+            stream.abort(ignore_errors=True)
+            stream.close(ignore_errors=True)
+        except Exception as exc:  # a vanished device can fail here too; the stream is gone either way
+            log.debug("microphone: closing the lost stream failed (%s)", exc)
+
+    def _emit(self, event: dict) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                log.exception("microphone: event handler failed on %s", event.get("event"))
+
+    def _supervise(self) -> None:
+        """Keep audio flowing: reopen with exponential backoff whenever the stream fails or stalls.
+
+        ``device_recovered`` is sent when audio arrives again, not when a reopen merely succeeds, so
+        a device that opens but stays silent keeps being retried without a flood of events.
+        """
+        backoff = self.settings.reconnect_backoff_s
+        lost_since: float | None = None  # set from device_lost until audio flows again
+        while not self._stop.is_set():
+            stream = self._stream
+            if stream is None:
+                try:
+                    # a replugged device gets a new PortAudio index only after re-initialising
+                    self._sd._terminate()
+                    self._sd._initialize()
+                    self._open()
+                except Exception as exc:
+                    log.warning("microphone: cannot open (%s); retrying in %.1f s", exc, backoff)
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, self.settings.max_backoff_s)
+                continue
+            if lost_since is not None and self._last_block_s > self._opened_s:
+                backoff = self.settings.reconnect_backoff_s
+                self.connected = True
+                self.reconnects += 1
+                log.warning("microphone recovered after %.1f s (reconnect %d)", time.monotonic() - lost_since, self.reconnects)
+                self._emit({"event": "device_recovered", "device": "microphone", "reconnects": self.reconnects})
+                lost_since = None
+            # a stream may take a while to start (PulseAudio: 1-2 s), then must keep delivering
+            flowing = self._last_block_s > self._opened_s
+            timeout_s = self.settings.stall_timeout_s if flowing else self.settings.first_audio_timeout_s
+            stalled = time.monotonic() - self._last_block_s > timeout_s
+            if self._stream_failed.is_set() or stalled or not stream.active:
+                reason = f"no audio for {timeout_s:g} s" if stalled else "the stream ended with an error"
+                self._close_stream()
+                if lost_since is None:
+                    lost_since = time.monotonic()
+                    self.connected = False
+                    log.warning("microphone lost: %s; reopening", reason)
+                    self._emit({"event": "device_lost", "device": "microphone", "reason": reason})
+                else:
+                    log.warning("microphone: the reopened stream failed too (%s); retrying in %.1f s", reason, backoff)
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, self.settings.max_backoff_s)
+                continue
+            self._stop.wait(0.05)
+        self._close_stream()
+
+    # --- consumer side -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the device (failing loudly if it cannot be found) and start the supervisor thread."""
+        if self._supervisor is not None:
+            return
+        try:
+            self._open()
+        except AudioDeviceError:
+            raise
+        except Exception as exc:  # PortAudioError and friends: say which device and what to check
+            raise AudioDeviceError(
+                f"microphone {self.settings.device or '(default input)'}: cannot be opened ({exc}); "
+                "check microphone.device against `showsay listen --devices`"
+            ) from None
+        self.connected = True
+        self._supervisor = threading.Thread(target=self._supervise, name="microphone", daemon=True)
+        self._supervisor.start()
+
+    def _report_losses(self) -> None:
+        drops, overflows = self.dropped_frames, self.overflows
+        if drops != self._reported_drops:
+            log.warning(
+                "microphone: dropped %d block(s) because the consumer was too slow (%d in all)",
+                drops - self._reported_drops, drops,
+            )
+            self._reported_drops = drops
+        if overflows != self._reported_overflows:
+            log.warning("microphone: the device reported %d overflow(s) (%d in all)", overflows - self._reported_overflows, overflows)
+            self._reported_overflows = overflows
+
+    def read(self, timeout_s: float) -> AudioFrame | None:
+        """The next frame of ``frame_ms``, or None when none is complete within ``timeout_s``."""
+        n = self.settings.frame_samples
+        deadline = time.monotonic() + timeout_s
+        while self._pending.size < n:
+            if self.closed:
+                return None
+            try:
+                block, t_block, generation = self._blocks.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self._report_losses()
+                return None
+            with self._lock:
+                rate = self.device_rate_hz or self.settings.sample_rate_hz
+            self._append(block, t_block, rate, generation)
+        self._report_losses()
+        frame = AudioFrame(to_int16(self._pending[:n]), self._pending_time_s, self.settings.sample_rate_hz)
+        self._pending = self._pending[n:]
+        self._pending_time_s += self.settings.frame_ms / 1000.0
+        return frame
+
+    def _append(self, block: np.ndarray, t_block: float, rate: int, generation: int) -> None:
+        if generation != self._consumer_generation:  # a new stream: start framing afresh
+            self._consumer_generation = generation
+            self._pending = np.zeros(0, np.float32)
+            self._resampler = StreamResampler(rate, self.settings.sample_rate_hz) if rate != self.settings.sample_rate_hz else None
+        if self._resampler is not None:
+            block = self._resampler.process(block)
+        if self._pending.size == 0:
+            self._pending_time_s = t_block
+        self._pending = np.concatenate([self._pending, block])
+
+    def close(self) -> None:
+        """Stop the supervisor and release the device; later reads return None."""
+        self.closed = True
+        self._stop.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5.0)
+        self._close_stream()
+        self.connected = False
+
+    def __enter__(self) -> MicrophoneSource:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class WavFileSource:
+    """The frames of a wav file, as fast as asked or paced like a live microphone.
+
+    In real-time mode frames become due one ``frame_ms`` apart from :meth:`start`; a consumer that
+    falls more than ``queue_frames`` behind loses the oldest ones (counted in ``dropped_frames``),
+    as it would with a microphone. The last partial frame is padded with silence.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        frame_ms: int = 30,
+        realtime: bool = False,
+        sample_rate_hz: int = 16000,
+        queue_frames: int = 100,
+        start_time_s: float | None = None,
+    ) -> None:
+        if frame_ms not in (10, 20, 30):
+            raise SettingsError(f"frame_ms: must be one of 10, 20, 30, got {frame_ms!r}")
+        self.path = path
+        self.frame_ms = frame_ms
+        self.realtime = realtime
+        self.sample_rate_hz = sample_rate_hz
+        self.queue_frames = queue_frames
+        self._start_time_s = start_time_s
+        pcm = to_int16(read_wav(path, sample_rate_hz))  # raises AudioError naming the file
+        n = sample_rate_hz * frame_ms // 1000
+        pcm = np.concatenate([pcm, np.zeros((-pcm.size) % n, np.int16)])
+        self._frames = pcm.reshape(-1, n)
+        self._next = 0
+        self._t0: float | None = None
+        self.dropped_frames = 0
+        self.closed = False
+
+    @property
+    def frame_count(self) -> int:
+        """Frames in the file."""
+        return self._frames.shape[0]
+
+    def start(self) -> None:
+        """Start the clock: frame i is due ``i * frame_ms`` after this call (real-time mode)."""
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+
+    def read(self, timeout_s: float) -> AudioFrame | None:
+        """The next frame; None on timeout (real-time mode) or once the file is exhausted."""
+        if self._t0 is None:
+            self.start()
+        if self._next >= self.frame_count:
+            self.closed = True
+            return None
+        frame_s = self.frame_ms / 1000.0
+        if self.realtime:
+            now = time.monotonic()
+            due = int((now - self._t0) / frame_s)  # frames whose capture has finished by now
+            backlog = due - self._next
+            if backlog > self.queue_frames:
+                lost = min(backlog - self.queue_frames, self.frame_count - self._next)
+                self.dropped_frames += lost
+                self._next += lost
+                log.warning("%s: dropped %d frame(s) because the consumer was too slow", self.path, lost)
+                if self._next >= self.frame_count:
+                    self.closed = True
+                    return None
+            ready_at = self._t0 + (self._next + 1) * frame_s
+            wait = ready_at - now
+            if wait > timeout_s:
+                time.sleep(max(0.0, timeout_s))
+                return None
+            if wait > 0:
+                time.sleep(wait)
+        i = self._next
+        self._next += 1
+        base = self._t0 if self._start_time_s is None else self._start_time_s
+        frame = AudioFrame(self._frames[i].copy(), base + i * frame_s, self.sample_rate_hz)
+        if self._next >= self.frame_count:
+            self.closed = True  # nothing more will come; the caller has the last frame
+        return frame
+
+    def close(self) -> None:
+        """Nothing to release; later reads return None."""
+        self._next = self.frame_count
+        self.closed = True
