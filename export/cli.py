@@ -6,7 +6,7 @@ import importlib
 import logging
 
 # Each module defines register(subparsers) and sets func(args) -> int on its parsers.
-EXPORT_COMMANDS: tuple[str, ...] = ("export.engine", "export.objects")
+EXPORT_COMMANDS: tuple[str, ...] = ("export.onnx_export", "export.engine", "export.objects")
 
 
 def main(argv: list[str]) -> int:

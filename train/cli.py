@@ -6,7 +6,7 @@ import importlib
 import logging
 
 # Each module defines register(subparsers) and sets func(args) -> int on its parsers.
-TRAIN_COMMANDS: tuple[str, ...] = ()
+TRAIN_COMMANDS: tuple[str, ...] = ("train.prepare", "train.fit")
 
 
 def main(argv: list[str]) -> int:
@@ -16,5 +16,5 @@ def main(argv: list[str]) -> int:
     for name in TRAIN_COMMANDS:
         importlib.import_module(name).register(sub)
     args = parser.parse_args(argv)
-    logging.getLogger(__name__).debug("export %s", args.what)
+    logging.getLogger(__name__).debug("train %s", args.what)
     return int(args.func(args))

@@ -1,0 +1,87 @@
+"""Training: a few steps of each objective on tiny data, checkpoints that rebuild the model, the triplet loss."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edge.settings import SettingsError
+from tests._train_data import write_tiny_config, write_tiny_data
+from train.cli import main as train_main
+from train.data import DataError, load_speech
+from train.fit import load_checkpoint, load_train_settings, rebuild_model, train
+from train.losses import semihard_triplet_loss
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_data(tmp_path_factory.mktemp("data"))
+
+
+@pytest.mark.parametrize("kind", ["speech", "image"])
+@pytest.mark.parametrize("objective", ["classifier", "triplet"])
+def test_a_tiny_run_writes_a_checkpoint_that_rebuilds_the_same_model(tmp_path: Path, data_dir: Path, kind: str, objective: str) -> None:
+    cfg = write_tiny_config(tmp_path / "c.yaml", data_dir, tmp_path / "m.pt", objective)
+    ckpt = train(kind, load_train_settings(cfg), progress=False)
+    assert [h["epoch"] for h in ckpt["history"]] == [0, 1, 2]
+    assert 0.0 <= ckpt["val_one_shot"] <= 1.0 and ckpt["model_id"].startswith(f"{kind}-{objective}-s0-")
+    loaded = load_checkpoint(tmp_path / "m.pt")
+    model, settings = rebuild_model(loaded)  # from the file alone
+    assert settings.objective == objective and settings.net.embedding_dim == 8
+    if kind == "speech":
+        x = torch.randn(2, 30, 39)
+        args = (x, torch.tensor([30, 12], dtype=torch.int32))
+        assert loaded["speech_features"]["n_mfcc"] == 13
+    else:
+        args = (torch.rand(3, 1, 28, 28),)
+        assert loaded["image_settings"]["size_px"] == 28
+    with torch.no_grad():
+        emb = model(*args)
+    assert emb.shape == (len(args[0]), 8)
+    np.testing.assert_allclose(torch.linalg.norm(emb, dim=1).numpy(), 1.0, atol=1e-5)
+
+
+def test_same_seed_same_weights(tmp_path: Path, data_dir: Path) -> None:
+    ids = []
+    for i in range(2):
+        cfg = write_tiny_config(tmp_path / f"c{i}.yaml", data_dir, tmp_path / f"m{i}.pt", "triplet", max_epochs=1)
+        ids.append(train("speech", load_train_settings(cfg), progress=False)["model_id"])
+    assert ids[0] == ids[1]
+
+
+def test_validation_words_are_held_out_of_training(data_dir: Path) -> None:
+    tr, val, summary = load_speech(data_dir, val_words=4)
+    assert len(val.names) == 4 and not set(tr.names) & set(val.names)
+    assert sorted(val.names) == summary["validation_words"]
+
+
+def test_cli_reports_missing_data_and_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_tiny_config(tmp_path / "c.yaml", tmp_path / "nowhere", tmp_path / "m.pt", "triplet")
+    assert train_main(["speech", "--config", str(cfg), "--quiet"]) == 1
+    assert "showsay train prepare" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("objective: regression\n")
+    assert train_main(["image", "--config", str(bad), "--quiet"]) == 1
+    assert "objective" in capsys.readouterr().err
+    with pytest.raises(SettingsError, match="net.kernel_size"):
+        bad.write_text("net: {kernel_size: 0}\n")
+        load_train_settings(bad)
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "x.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="x.pt"):
+        load_checkpoint(tmp_path / "x.pt")
+
+
+def test_semihard_triplet_loss() -> None:
+    labels = torch.tensor([0, 0, 1, 1])
+    separated = torch.tensor([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [0.1, 0.99]])
+    assert float(semihard_triplet_loss(separated, labels, margin=0.2)) == 0.0
+    mixed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.99, 0.1], [0.1, 0.99]], requires_grad=True)
+    loss = semihard_triplet_loss(mixed, labels, margin=0.2)
+    assert loss.item() > 0.1
+    loss.backward()
+    assert mixed.grad is not None and float(mixed.grad.abs().sum()) > 0

@@ -1,0 +1,328 @@
+"""``showsay train speech|image --config config/train/NAME.yaml``: train an encoder on background data.
+
+Objectives: ``classifier`` (softmax over the background classes; the embedding is the hidden
+layer before the classifier head) and ``triplet`` (Siamese, cosine distance, online semi-hard
+mining over class-balanced batches). Each epoch ends with one-shot validation on held-out
+background classes (never digits); training stops early when it stops improving, and the best
+weights are saved with the full settings so that ``showsay export onnx`` rebuilds the model from
+the checkpoint alone.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+from tqdm import tqdm
+
+from edge.settings import SettingsError, build, section, setting, to_dict
+from train.data import ClassBalancedSampler, DataError, LabelledSet, episode_accuracy, load_images, load_speech, one_shot_episodes
+from train.losses import semihard_triplet_loss
+from train.models import NetSettings, build_model
+
+log = logging.getLogger(__name__)
+CHECKPOINT_FORMAT = "showsay-encoder-checkpoint-1"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """One training run (the YAML under config/train/ holds these keys)."""
+
+    objective: Literal["classifier", "triplet"] = setting("classifier", "classifier (softmax, embedding = hidden layer) or triplet (Siamese, cosine, semi-hard mining)")
+    data_dir: str = setting("out/train-data", "folder written by 'showsay train prepare'")
+    out: str = setting("out/checkpoints/model.pt", "checkpoint to write (best validation weights)")
+    seed: int = setting(0, "seed of initialisation, batches and augmentation")
+    net: NetSettings = section(NetSettings, "network shape")
+    batch_classes: int = setting(32, "classes per batch (P)", min=2, max=1024)
+    per_class: int = setting(4, "examples per class in a batch (K)", min=2, max=64)
+    learning_rate: float = setting(0.002, "Adam learning rate (cosine decay to 5% over max_epochs)", min=1e-6, max=1.0)
+    weight_decay: float = setting(0.0001, "AdamW weight decay", min=0.0, max=1.0)
+    label_smoothing: float = setting(0.1, "classifier: label smoothing", min=0.0, max=0.5)
+    margin: float = setting(0.2, "triplet: margin in cosine distance", min=0.0, max=2.0)
+    steps_per_epoch: int = setting(150, "batches between validations", min=1)
+    max_epochs: int = setting(20, "upper bound on epochs", min=1)
+    patience_epochs: int = setting(4, "stop after this many epochs without a better validation accuracy", min=1)
+    max_minutes: float = setting(12.0, "stop after this much training time, minutes", min=0.1)
+    val_words: int = setting(60, "speech: background words held out for validation", min=0)
+    val_ways: int = setting(10, "classes per validation episode", min=2)
+    val_episodes: int = setting(300, "validation episodes (fixed across epochs and seeds)", min=1)
+    time_mask_frames: int = setting(8, "speech: longest span of frames zeroed per example (SpecAugment-style), frames", min=0)
+    max_rotation_deg: float = setting(10.0, "image: largest random rotation, degrees", min=0.0, max=180.0)
+    max_shift_px: float = setting(2.0, "image: largest random shift, pixels", min=0.0)
+    scale_range: float = setting(0.1, "image: random scale in [1 - r, 1 + r]", min=0.0, max=0.5)
+    threads: int = setting(2, "torch CPU threads", min=1, max=64)
+
+
+def load_train_settings(path: Path, overrides: dict[str, Any] | None = None) -> TrainSettings:
+    """Settings from a YAML file, with command-line overrides applied."""
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError(f"{path}: cannot read training config ({exc})") from None
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return build(TrainSettings, values)
+
+
+def _pad(items: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = np.array([x.shape[0] for x in items], np.int64)
+    batch = np.zeros((len(items), int(lengths.max()), items[0].shape[1]), np.float32)
+    for i, x in enumerate(items):
+        batch[i, : x.shape[0]] = x
+    return torch.from_numpy(batch), torch.from_numpy(lengths)
+
+
+class Modality:
+    """How one kind of input is batched, augmented and embedded."""
+
+    kind = ""
+
+    def batch(self, data: LabelledSet, idx: np.ndarray, augment: bool, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def input_spec(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class SpeechModality(Modality):
+    kind = "speech"
+
+    def __init__(self, s: TrainSettings, feat_dim: int) -> None:
+        self.s, self.feat_dim = s, feat_dim
+
+    def batch(self, data: LabelledSet, idx: np.ndarray, augment: bool, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        items = [data.items[i] for i in idx]
+        if augment and self.s.time_mask_frames:
+            items = [x.copy() for x in items]
+            for x in items:
+                w = int(rng.integers(0, min(self.s.time_mask_frames, x.shape[0] // 4) + 1))
+                if w:
+                    t0 = int(rng.integers(0, x.shape[0] - w + 1))
+                    x[t0 : t0 + w] = 0.0  # zero = the utterance mean after normalisation
+        return _pad(items)
+
+    def input_spec(self) -> dict[str, Any]:
+        return {"feat_dim": self.feat_dim}
+
+
+class ImageModality(Modality):
+    kind = "image"
+
+    def __init__(self, s: TrainSettings, channels: int, size_px: int) -> None:
+        self.s, self.channels, self.size_px = s, channels, size_px
+
+    def batch(self, data: LabelledSet, idx: np.ndarray, augment: bool, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        x = torch.from_numpy(np.asarray(data.items)[idx])  # (B, C, S, S)
+        if augment:
+            b = x.shape[0]
+            angle = torch.from_numpy(rng.uniform(-1, 1, b).astype(np.float32)) * np.deg2rad(self.s.max_rotation_deg)
+            scale = torch.from_numpy(rng.uniform(1 - self.s.scale_range, 1 + self.s.scale_range, b).astype(np.float32))
+            shift = torch.from_numpy(rng.uniform(-1, 1, (b, 2)).astype(np.float32)) * (2 * self.s.max_shift_px / self.size_px)
+            cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+            theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)  # (B, 2, 3)
+            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            x = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+        return (x,)
+
+    def input_spec(self) -> dict[str, Any]:
+        return {"channels": self.channels, "size_px": self.size_px}
+
+
+def embed_all(model: nn.Module, modality: Modality, data: LabelledSet, idx: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """(len(idx), dim) embeddings in eval mode."""
+    model.eval()
+    rng = np.random.default_rng(0)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(idx), batch_size):
+            out.append(model(*modality.batch(data, idx[i : i + batch_size], False, rng)).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+
+
+def validate(model: nn.Module, modality: Modality, val: LabelledSet, episodes: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """One-shot accuracy on the fixed validation episodes."""
+    used = np.unique(np.concatenate([np.concatenate(e) for e in episodes]))
+    emb = np.zeros((len(val), 1), np.float32)
+    sub = embed_all(model, modality, val, used)
+    emb = np.zeros((len(val), sub.shape[1]), np.float32)
+    emb[used] = sub
+    return episode_accuracy(emb, episodes)
+
+
+def model_id(kind: str, objective: str, seed: int, state: dict[str, torch.Tensor]) -> str:
+    """Readable id with a content hash of the weights, e.g. speech-triplet-s0-3f2a9c1b."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().numpy().tobytes())
+    return f"{kind}-{objective}-s{seed}-{h.hexdigest()[:8]}"
+
+
+def train(kind: str, s: TrainSettings, progress: bool = True) -> dict[str, Any]:
+    """Train, validate each epoch, keep the best weights; write and return the checkpoint dict."""
+    torch.manual_seed(s.seed)
+    torch.set_num_threads(s.threads)
+    rng = np.random.default_rng(s.seed)
+    data_dir = Path(s.data_dir)
+    if kind == "speech":
+        tr, val, summary = load_speech(data_dir, s.val_words)
+        modality: Modality = SpeechModality(s, tr.items[0].shape[1])
+        input_settings = {"speech_features": summary["feature_settings"]}
+    elif kind == "image":
+        tr, val, summary = load_images(data_dir)
+        modality = ImageModality(s, int(tr.items.shape[1]), int(tr.items.shape[2]))  # type: ignore[union-attr]
+        input_settings = {"image_settings": summary["image_settings"]}
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+    episodes = one_shot_episodes(val, s.val_ways, s.val_episodes, seed=VAL_EPISODE_SEED)
+    model = build_model(kind, s.net, modality.input_spec())
+    head = nn.Sequential(nn.ReLU(), nn.Dropout(s.net.dropout), nn.Linear(s.net.embedding_dim, len(tr.names))) if s.objective == "classifier" else None
+    params = list(model.parameters()) + (list(head.parameters()) if head is not None else [])
+    opt = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=s.weight_decay)
+    total_steps = s.steps_per_epoch * s.max_epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(step, total_steps) / total_steps)))
+    sampler = ClassBalancedSampler(tr.labels, s.batch_classes, s.per_class, rng)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("%s %s: %d train examples of %d classes, %d validation classes, %d encoder parameters", kind, s.objective, len(tr), len(tr.names), len(val.names), n_params)
+    best = {"acc": -1.0, "epoch": -1, "state": None}
+    history = []
+    t_start = time.monotonic()
+    chance = 1.0 / s.val_ways
+    acc0 = validate(model, modality, val, episodes)
+    history.append({"epoch": 0, "val_one_shot": acc0, "loss": None, "seconds": 0.0})
+    log.info("epoch 0 (untrained): validation %d-way one-shot %.3f (chance %.3f)", s.val_ways, acc0, chance)
+    for epoch in range(1, s.max_epochs + 1):
+        model.train()
+        if head is not None:
+            head.train()
+        losses = []
+        bar = tqdm(range(s.steps_per_epoch), desc=f"{kind} {s.objective} epoch {epoch}", disable=not progress, leave=False)
+        for _ in bar:
+            idx = sampler.batch()
+            inputs = modality.batch(tr, idx, True, rng)
+            labels = torch.from_numpy(tr.labels[idx])
+            if head is not None:
+                loss = F.cross_entropy(head(model.hidden(*inputs)), labels, label_smoothing=s.label_smoothing)
+            else:
+                loss = semihard_triplet_loss(model.hidden(*inputs), labels, s.margin)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        acc = validate(model, modality, val, episodes)
+        elapsed = time.monotonic() - t_start
+        history.append({"epoch": epoch, "val_one_shot": acc, "loss": float(np.mean(losses)), "seconds": round(elapsed, 1)})
+        improved = acc > best["acc"]
+        if improved:
+            best = {"acc": acc, "epoch": epoch, "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        log.info("epoch %d: loss %.4f, validation %d-way one-shot %.3f%s (%.0f s)", epoch, np.mean(losses), s.val_ways, acc, " (best)" if improved else "", elapsed)
+        if epoch - best["epoch"] >= s.patience_epochs:
+            log.info("stopping early: no improvement for %d epochs", s.patience_epochs)
+            break
+        if elapsed > s.max_minutes * 60:
+            log.info("stopping: time budget of %.1f minutes spent", s.max_minutes)
+            break
+    state = best["state"]
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "kind": kind,
+        "settings": to_dict(s),
+        "input_spec": modality.input_spec(),
+        **input_settings,
+        "state_dict": state,
+        "model_id": model_id(kind, s.objective, s.seed, state),
+        "best_epoch": best["epoch"],
+        "val_one_shot": best["acc"],
+        "val_ways": s.val_ways,
+        "history": history,
+        "train_seconds": round(time.monotonic() - t_start, 1),
+        "training_data": training_data_text(kind, summary),
+        "data_summary": json.loads(json.dumps(summary, default=str)),
+        "encoder_parameters": n_params,
+    }
+    out = Path(s.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, out)
+    log.info("saved %s (best epoch %d, validation one-shot %.3f) to %s", ckpt["model_id"], best["epoch"], best["acc"], out)
+    return ckpt
+
+
+VAL_EPISODE_SEED = 777
+
+
+def training_data_text(kind: str, summary: dict[str, Any]) -> str:
+    """One-paragraph description of the training data, stored in the checkpoint and the ONNX metadata."""
+    if kind == "speech":
+        return (
+            f"{summary['speech_examples']} utterances (clean + augmented) of {summary['speech_words']} non-digit English words: "
+            f"sources {', '.join(summary['sources'])} (Google Speech Commands sample, Picovoice wake-word benchmark, "
+            "espeak-ng/flite/festival synthesis); augmentation: speed, reverberation, noise, gain, 8 kHz band limit; "
+            f"{len(summary['validation_words'])} words held out for validation. No digit words in any language."
+        )
+    return (
+        f"Omniglot background set: {summary['image_examples']} handwritten characters of {summary['image_classes']} classes, "
+        "inverted to white on black and scaled like MNIST (box in the central 20x20 of 28x28); random rotation/scale/shift; "
+        f"validated on the {summary['validation_classes']} Omniglot evaluation characters. No digits."
+    )
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint written by :func:`train`, checked for its format."""
+    try:
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such checkpoint") from None
+    except Exception as exc:  # torch raises several unrelated types for corrupt files
+        raise DataError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise DataError(f"{path}: not a showsay encoder checkpoint (expected format {CHECKPOINT_FORMAT})")
+    return ckpt
+
+
+def rebuild_model(ckpt: dict[str, Any]) -> tuple[nn.Module, TrainSettings]:
+    """The encoder of a checkpoint, with its weights, in eval mode, from the checkpoint alone."""
+    s = build(TrainSettings, ckpt["settings"])
+    model = build_model(ckpt["kind"], s.net, ckpt["input_spec"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model, s
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``speech`` and ``image``."""
+    for kind in ("speech", "image"):
+        p = sub.add_parser(kind, help=f"train a {kind} encoder on background data")
+        p.add_argument("--config", type=Path, required=True, help="YAML training config, e.g. config/train/%s_triplet.yaml" % kind)
+        p.add_argument("--seed", type=int, help="override the config's seed")
+        p.add_argument("--out", help="override the config's checkpoint path")
+        p.add_argument("--data-dir", dest="data_dir", help="override the config's data folder")
+        p.add_argument("--max-epochs", dest="max_epochs", type=int, help="override the config's max_epochs")
+        p.add_argument("--max-minutes", dest="max_minutes", type=float, help="override the config's max_minutes")
+        p.add_argument("--threads", type=int, help="override the config's torch threads")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(func=run, kind=kind)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train from the command line."""
+    try:
+        overrides = {k: getattr(args, k) for k in ("seed", "out", "data_dir", "max_epochs", "max_minutes", "threads")}
+        s = load_train_settings(args.config, overrides)
+        ckpt = train(args.kind, s, progress=not args.quiet and sys.stderr.isatty())
+    except (SettingsError, DataError) as exc:
+        print(f"showsay train {args.kind}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{ckpt['model_id']}: validation {ckpt['val_ways']}-way one-shot {ckpt['val_one_shot']:.3f} at epoch {ckpt['best_epoch']}, {ckpt['train_seconds']:.0f} s -> {s.out}")
+    return 0
