@@ -40,8 +40,8 @@ PIXEL_SETTINGS = ImageSettings(size_px=28, color="gray")
 class EncoderSettings:
     """Which encoders turn speech and images into embeddings, and on what runtime."""
 
-    speech: str = setting("dtw", "speech encoder: 'dtw' (MFCC frames, baseline), 'default' (shipped ONNX) or a path to an .onnx/.engine file")
-    image: str = setting("pixels", "image encoder: 'pixels' (baseline), 'digits' (handwriting), 'objects' (natural objects) or a path")
+    speech: str = setting("default", "speech encoder: 'dtw' (MFCC frames, baseline), 'default' (shipped ONNX) or a path to an .onnx/.engine file")
+    image: str = setting("objects", "image encoder: 'pixels' (baseline), 'digits' (handwriting), 'objects' (natural objects) or a path")
     backend: Literal["onnxruntime", "tensorrt"] = setting("onnxruntime", "runtime for model files: onnxruntime (CPU) or tensorrt (Jetson, needs .engine files)")
     threads: int = setting(1, "ONNX Runtime intra-op threads per session (keep low on small CPUs)", min=1, max=64)
 

@@ -37,10 +37,16 @@ class MatchSettings:
     """Rejection thresholds of the matching core (null disables a rejection)."""
 
     unknown_word_distance: float | None = setting(
-        None, "reject a request whose nearest taught utterance is further than this (cosine distance 0-2, or DTW cost)", min=0.0
+        0.45,
+        "reject a request whose nearest taught utterance is further than this (cosine distance 0-2, or DTW cost); "
+        "0.45 is measured for the shipped speech encoder (docs/daemon.md)",
+        min=0.0,
     )
     not_in_view_distance: float | None = setting(
-        None, "reject when the best candidate is further than this from the word's taught images (cosine distance 0-2)", min=0.0
+        0.35,
+        "reject when the best candidate is further than this from the word's taught images (cosine distance 0-2); "
+        "0.35 is measured for the shipped objects encoder (docs/daemon.md)",
+        min=0.0,
     )
 
 
