@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from math import gcd
 from pathlib import Path
 
 import numpy as np
 from scipy.io import wavfile
+
+from edge.fileio import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +69,5 @@ def to_int16(samples: np.ndarray) -> np.ndarray:
 
 def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate_hz: int) -> None:
     """Write mono 16-bit PCM atomically (temporary file, fsync, rename): a reader never sees half a file."""
-    path = Path(path)
     pcm = samples if samples.dtype == np.int16 else to_int16(samples)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            wavfile.write(f, sample_rate_hz, pcm)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: wavfile.write(f, sample_rate_hz, pcm))

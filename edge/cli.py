@@ -31,6 +31,25 @@ DELEGATED = {
 }
 
 
+def run_group(prog: str, description: str, modules: tuple[str, ...], argv: list[str]) -> int:
+    """Parse ``argv`` for a group of subcommands (``showsay train ...``) whose modules each define ``register(sub)``.
+
+    Each registered parser sets ``func(args) -> int``. A module that cannot be imported (a missing
+    extra) gives one message naming it, not a traceback.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
+    for name in modules:
+        try:
+            importlib.import_module(name).register(sub)
+        except ImportError as exc:
+            print(f"{prog}: {name} cannot be loaded ({exc}); install the 'train' extra: pip install -e '.[train]'", file=sys.stderr)
+            return 1
+    args = parser.parse_args(argv)
+    logging.getLogger(prog.replace(" ", ".")).debug("%s %s", prog, args.what)
+    return int(args.func(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
     parser = argparse.ArgumentParser(prog="showsay", description="Learn words from one demonstration; find the object when asked.")

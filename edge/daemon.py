@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections import deque
@@ -40,6 +39,7 @@ import numpy as np
 from edge.audio import read_wav, resample, to_float
 from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops
 from edge.features import SpeechFeatureSettings, speech_features
+from edge.fileio import write_atomic
 from edge.matching import MatchSettings, Resolution, SupportSet
 from edge.settings import setting
 
@@ -709,11 +709,7 @@ class Controller:
                 raise OSError("JPEG encoding failed")
             stamp = time.strftime("%Y%m%d-%H%M%S")
             path = out_dir / f"{stamp}-{self.counts['requests']:05d}-{status}.jpg"
-            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".answer.", suffix=".tmp")
-            os.fchmod(fd, 0o644)  # mkstemp makes 0600; answer images are for people to look at
-            with os.fdopen(fd, "wb") as f:
-                f.write(data.tobytes())
-            os.replace(tmp, path)
+            write_atomic(path, data.tobytes(), mode=0o644)  # answer images are for people to look at
             self._saved.append(path)
             while len(self._saved) > self.answers.max_saved_images:
                 self._saved.popleft().unlink(missing_ok=True)

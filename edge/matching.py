@@ -50,6 +50,9 @@ class MatchSettings:
     )
 
 
+NO_REJECTION = MatchSettings(unknown_word_distance=None, not_in_view_distance=None)  # the benchmark: every request answered
+
+
 @dataclass(frozen=True)
 class RankedCandidate:
     """One candidate in view, with its distance to the chosen word's images."""
@@ -178,7 +181,7 @@ class SupportSet:
         """Rows taught as the same word as ``row`` (same label; an unlabelled pair is a word of its own)."""
         return np.flatnonzero(self._groups == self._groups[row])
 
-    def resolve(self, query: np.ndarray, candidates: np.ndarray, settings: MatchSettings = MatchSettings()) -> Resolution:
+    def resolve(self, query: np.ndarray, candidates: np.ndarray, settings: MatchSettings = NO_REJECTION) -> Resolution:
         """Answer a request: nearest taught word, then the candidates ranked by distance to its images.
 
         ``candidates`` is (C, E): the image embeddings of what is in view.

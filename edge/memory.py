@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 from scipy.io import wavfile
 
+from edge.fileio import write_atomic
 from edge.settings import setting
 
 log = logging.getLogger(__name__)
@@ -630,12 +631,12 @@ class Memory:
                 "crop_sha256": png_hash,
                 "embeddings": by_pair.get(pair_id, {}),
             }
-            _write_durably(out / f"{stem}.wav", wav)
-            _write_durably(out / f"{stem}.png", png)
-            _write_durably(out / f"{stem}.json", json.dumps(meta, indent=1).encode())
+            write_atomic(out / f"{stem}.wav", wav)
+            write_atomic(out / f"{stem}.png", png)
+            write_atomic(out / f"{stem}.json", json.dumps(meta, indent=1).encode())
             index.append({"pair_id": pair_id, "label": label, "meta": f"{stem}.json"})
         doc = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported_unix": time.time(), "source": str(self.path), "pairs": index}
-        _write_durably(out / INDEX_NAME, json.dumps(doc, indent=1).encode())
+        write_atomic(out / INDEX_NAME, json.dumps(doc, indent=1).encode())
         _fsync_dir(out)
         log.info("%s: %d pairs exported to %s", self.path, len(index), out)
         return len(index)
@@ -684,15 +685,6 @@ class Memory:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _read_exported_pair(src: Path, entry: Any) -> tuple[str | None, float, int, bytes, bytes, dict[str, np.ndarray]]:

@@ -20,7 +20,7 @@ from edge.features import SpeechFeatureSettings, wav_features
 from edge.images import ImageError, ImageSettings, load_image, preprocess_image
 from edge.model_io import IMAGE_INPUT, SPEECH_INPUT, SPEECH_LENGTHS, ModelError, ModelInfo
 from edge.settings import SettingsError, build
-from edge.trt_manifest import write_atomic
+from edge.fileio import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -33,6 +33,7 @@ from edge.model_io import (
     ModelError,
     ModelInfo,
 )
+from edge.fileio import write_atomic
 from edge.trt_backend import CudaContext, device_identity, import_pycuda, import_tensorrt, make_logger, trt_major
 from edge.trt_manifest import (
     EngineManifest,
@@ -42,7 +43,6 @@ from edge.trt_manifest import (
     manifest_path,
     sha256_file,
     timing_cache_path,
-    write_atomic,
 )
 from export.calibration import calibration_batches, calibration_shapes, feature_settings_of, make_entropy_calibrator, read_items
 

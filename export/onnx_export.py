@@ -14,17 +14,15 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
-import torch
 
 from edge.encoders import OnnxEncoder
 from edge.model_io import EMBEDDING_OUTPUT, IMAGE_INPUT, SPEECH_INPUT, SPEECH_LENGTHS, ModelError
-from export.metadata import attach_metadata
-from train.data import DataError
-from train.fit import load_checkpoint, rebuild_model
+
+if TYPE_CHECKING:  # torch, onnx and train come with the train extra; 'showsay export engine' on a Jetson needs none of them
+    import torch
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -45,6 +43,8 @@ class ExportResult:
 
 
 def _dummy(kind: str, spec: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+    import torch
+
     if kind == "speech":
         return torch.randn(2, 50, int(spec["feat_dim"])), torch.tensor([50, 31], dtype=torch.int32)
     return (torch.randn(2, int(spec["channels"]), int(spec["size_px"]), int(spec["size_px"])),)
@@ -61,6 +61,8 @@ def parity_inputs(kind: str, spec: dict[str, Any], seed: int = 0) -> list[list[n
 
 def torch_embed(model: torch.nn.Module, kind: str, batch: list[np.ndarray] | np.ndarray) -> np.ndarray:
     """Reference embeddings from PyTorch; speech utterances one at a time (no padding at all)."""
+    import torch
+
     with torch.no_grad():
         if kind == "speech":
             return np.concatenate([model(torch.from_numpy(x)[None], torch.tensor([x.shape[0]], dtype=torch.int32)).numpy() for x in batch])
@@ -69,6 +71,12 @@ def torch_embed(model: torch.nn.Module, kind: str, batch: list[np.ndarray] | np.
 
 def export_onnx(checkpoint: Path, out: Path) -> ExportResult:
     """Export, attach metadata, then check parity through the runtime's loader; raises ModelError on a mismatch."""
+    import onnx
+    import torch
+
+    from export.metadata import attach_metadata
+    from train.fit import load_checkpoint, rebuild_model
+
     ckpt = load_checkpoint(checkpoint)
     model, settings = rebuild_model(ckpt)
     kind, spec = ckpt["kind"], ckpt["input_spec"]
@@ -130,6 +138,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export from the command line."""
+    from train.data import DataError
+
+    try:
+        import onnx  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as exc:
+        print(f"showsay export onnx: needs the train extra (PyTorch, onnx): pip install -e '.[train]' ({exc})", file=sys.stderr)
+        return 1
     try:
         res = export_onnx(args.checkpoint, args.out)
     except (DataError, ModelError) as exc:

@@ -1,6 +1,7 @@
 """The shipped natural-objects image encoder: loading, embeddings, views, and its exporter."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import cv2
@@ -144,7 +145,9 @@ def test_fp16_storage_keeps_outputs_and_halves_the_file(tmp_path):
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3), torch.nn.ReLU(), torch.nn.Conv2d(64, 64, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
     path32, path16 = tmp_path / "m32.onnx", tmp_path / "m16.onnx"
-    torch.onnx.export(net, (torch.zeros(1, 3, 16, 16),), str(path32), input_names=["images"], output_names=["embeddings"], dynamic_axes={"images": {0: "batch"}}, opset_version=17, dynamo=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter, as export.objects uses it
+        torch.onnx.export(net, (torch.zeros(1, 3, 16, 16),), str(path32), input_names=["images"], output_names=["embeddings"], dynamic_axes={"images": {0: "batch"}}, opset_version=17, dynamo=False)
     onnx.save(store_weights_fp16(onnx.load(str(path32))), str(path16))
     x = np.random.default_rng(0).normal(size=(2, 3, 16, 16)).astype(np.float32)
     y32, y16 = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0] for p in (path32, path16))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -21,6 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 from edge.audio import write_wav
 from edge.config import ConfigError, config_from_mapping, load_config
 from edge.encoders import OnnxEncoder
+from edge.fileio import write_atomic
 from edge.features import SpeechFeatureSettings
 from edge.images import ImageSettings
 from edge.model_io import IMAGE_INPUT, SPEECH_INPUT, SPEECH_LENGTHS, ModelError
@@ -36,7 +38,6 @@ from edge.trt_manifest import (
     read_manifest,
     sha256_file,
     timing_cache_path,
-    write_atomic,
 )
 from export import cli as export_cli
 from export.calibration import calibration_batches, make_entropy_calibrator, read_items
@@ -261,14 +262,6 @@ def test_missing_or_malformed_manifest_is_refused(tmp_path):
     manifest_path(engine).write_text(json.dumps({"format": 1, "kind": "speech"}))
     with pytest.raises(ModelError, match="lacks .*engine_sha256"):
         read_manifest(engine)
-
-
-def test_write_atomic_replaces_whole_file_and_leaves_no_temporaries(tmp_path):
-    target = tmp_path / "sub" / "m.engine"
-    write_atomic(target, b"first")
-    write_atomic(target, b"second version")
-    assert target.read_bytes() == b"second version"
-    assert [p.name for p in target.parent.iterdir()] == ["m.engine"]
 
 
 def test_timing_cache_is_per_gpu_and_tensorrt_version():
@@ -858,3 +851,22 @@ def test_check_verify_and_latency_commands_run_engines(tmp_path, speech_onnx, im
     argv = ["latency", "--onnx", str(tmp_path / "speech.onnx"), "--engine", str(tmp_path / "image.engine")]
     assert export_cli.main(argv) == 1
     assert "image.engine: not built from any --onnx given" in capsys.readouterr().err
+
+
+def test_export_engine_needs_neither_torch_nor_onnx():
+    # A Jetson has TensorRT but no PyTorch or onnx package: the export group must still load.
+    code = (
+        "import sys\n"
+        "sys.modules.update({'torch': None, 'onnx': None})\n"
+        "from export.cli import main\n"
+        "try:\n"
+        "    main(['engine', '--help'])\n"
+        "except SystemExit as e:\n"
+        "    print('help exit', e.code)\n"
+        "print('onnx command', main(['onnx', '--checkpoint', 'c.pt', '--out', 'm.onnx']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert "help exit 0" in proc.stdout, proc.stderr
+    assert "onnx command 1" in proc.stdout
+    assert "needs the train extra" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -96,7 +96,7 @@ def measure_latency(speech_name: str, image_name: str, pairs: int, n_candidates:
     from edge.config import Config
     from edge.daemon import Controller
     from edge.encoders import EncoderSettings, embed_crops, load_image_encoder, load_speech_encoder
-    from edge.matching import MatchSettings
+    from edge.matching import NO_REJECTION
 
     cfg = Config()
     enc = EncoderSettings(speech=speech_name, image=image_name)
@@ -109,7 +109,7 @@ def measure_latency(speech_name: str, image_name: str, pairs: int, n_candidates:
     ctrl = Controller(
         speech_encoder=speech, image_encoder=image, feature_settings=cfg.speech_features, memory=_NoMemory(),  # type: ignore[arg-type]
         audio=None, endpointer=None, frames=frames, finder=make_finder(cand),  # type: ignore[arg-type]
-        teach_region=lambda img: teach_region(img, cand), matching=MatchSettings(),
+        teach_region=lambda img: teach_region(img, cand), matching=NO_REJECTION,
     )
     utts = _utterances()
     rng = np.random.default_rng(seed)
