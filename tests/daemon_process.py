@@ -74,7 +74,7 @@ def word_wav(text: str, path: Path, voice: tuple[str, int, int]) -> Path:
 
 def write_config(tmp: Path, **overrides: dict) -> Path:
     """A config for a test daemon: state, socket and answers under ``tmp``, the bundled scene as camera."""
-    demo = yaml.safe_load((SAMPLES / "demo.yaml").read_text())
+    demo = yaml.safe_load((SAMPLES / "demo-baseline.yaml").read_text())  # the daemon's behaviour, not the encoders
     cfg = {
         **demo,
         "memory": {"state_dir": str(tmp / "state")},

@@ -122,7 +122,7 @@ def test_teach_three_words_then_ask_through_a_real_audio_stream(tmp_path, pulse)
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("config", [None, "demo-objects.yaml"], ids=["baselines", "onnx-objects"])
+@pytest.mark.parametrize("config", [None, "demo-baseline.yaml"], ids=["shipped-onnx", "baselines"])
 def test_demo_runs_the_daemon_on_the_bundled_session(tmp_path, config):
     import subprocess
     import sys
