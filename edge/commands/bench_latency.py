@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -210,6 +211,7 @@ def run_idle(args: argparse.Namespace) -> int:
     from edge.camera import Camera
     from edge.config import load_config
     from edge.hearing import MicrophoneSource
+    from edge.model_io import ModelError
     from edge.service import Daemon, EventRelay
 
     cfg = load_config(args.config)
@@ -224,7 +226,12 @@ def run_idle(args: argparse.Namespace) -> int:
         audio = MicrophoneSource(cfg.microphone, on_event=relay) if args.microphone else SilentSource(cfg.microphone.frame_ms)
         camera = Camera(cfg.camera, on_event=relay)
         daemon = Daemon(cfg, audio=audio, frames=camera, button=NoButton(), relay=relay)
-        daemon.start()
+        try:
+            daemon.start()
+        except (ModelError, OSError, ValueError, RuntimeError) as exc:  # what `showsay run` refuses to start on
+            daemon.close()
+            print(f"showsay bench-idle: cannot start the daemon: {exc}", file=sys.stderr)
+            return 1
         try:
             time.sleep(2.0)  # settle: models loaded, first frames in
             frames0 = camera.frames_read
