@@ -432,6 +432,7 @@ class Controller:
             "speech_encoder": self.speech_encoder.encoder_id,
             "image_encoder": self.image_encoder.encoder_id,
             "camera_connected": bool(getattr(self.frames, "connected", latest is not None)),
+            "microphone_connected": bool(getattr(self.audio, "connected", not getattr(self.audio, "closed", False))),
             "devices_lost": sorted(self._devices_lost),
             "dropped_audio_frames": int(getattr(self.audio, "dropped_frames", 0)),
             "uptime_s": round(self._clock() - self.started_s, 1),

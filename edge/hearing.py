@@ -73,6 +73,11 @@ class MicrophoneSettings:
     )
     reconnect_backoff_s: float = setting(0.5, "first wait before reopening a lost device, s (doubles each failure)", min=0.01, max=60)
     max_backoff_s: float = setting(8.0, "longest wait between reopen attempts, s", min=0.01, max=600)
+    wait_for_device: bool = setting(
+        True,
+        "a microphone that cannot be opened at start is waited for (device_lost, then reopen attempts with backoff) "
+        "instead of refusing to start: a USB microphone may appear after the service",
+    )
 
     @property
     def frame_samples(self) -> int:
@@ -176,6 +181,7 @@ class MicrophoneSource:
         self.overflows = 0  # blocks the device itself reported as overflowed
         self.reconnects = 0  # times the stream was reopened after being lost
         self.connected = False
+        self._lost_at_start: float | None = None  # when wait_for_device found no device at start
         self.closed = False
         self.device_rate_hz: int | None = None
         self._reported_drops = 0
@@ -299,7 +305,7 @@ class MicrophoneSource:
         a device that opens but stays silent keeps being retried without a flood of events.
         """
         backoff = self.settings.reconnect_backoff_s
-        lost_since: float | None = None  # set from device_lost until audio flows again
+        lost_since = self._lost_at_start  # set from device_lost until audio flows again
         while not self._stop.is_set():
             stream = self._stream
             if stream is None:
@@ -342,19 +348,27 @@ class MicrophoneSource:
 
     # --- consumer side -----------------------------------------------------------------------
     def start(self) -> None:
-        """Open the device (failing loudly if it cannot be found) and start the supervisor thread."""
+        """Open the device and start the supervisor thread.
+
+        A device that cannot be opened raises AudioDeviceError naming it, unless
+        ``wait_for_device``: then it is reported lost and the supervisor keeps trying to open it.
+        """
         if self._supervisor is not None:
             return
         try:
             self._open()
-        except AudioDeviceError:
-            raise
+            self.connected = True
         except Exception as exc:  # PortAudioError and friends: say which device and what to check
-            raise AudioDeviceError(
+            error = exc if isinstance(exc, AudioDeviceError) else AudioDeviceError(
                 f"microphone {self.settings.device or '(default input)'}: cannot be opened ({exc}); "
                 "check microphone.device against `showsay listen --devices`"
-            ) from None
-        self.connected = True
+            )
+            if not self.settings.wait_for_device:
+                raise error from None
+            self.connected = False
+            self._lost_at_start = time.monotonic()
+            log.warning("%s; waiting for it (microphone.wait_for_device)", error)
+            self._emit({"event": "device_lost", "device": "microphone", "reason": str(error)})
         self._supervisor = threading.Thread(target=self._supervise, name="microphone", daemon=True)
         self._supervisor.start()
 

@@ -320,7 +320,7 @@ def run_service(config_path: str | os.PathLike) -> int:
                 last_status = now
                 s = daemon.controller.status()
                 notifier.status(f"{s['state']}: {s['pairs']} pairs, {s['requests']} requests, {s['resolved']} resolved, "
-                                f"camera {'ok' if s['camera_connected'] else 'lost'}")
+                                f"microphone {'ok' if s['microphone_connected'] else 'lost'}, camera {'ok' if s['camera_connected'] else 'lost'}")
         log.info("stop requested: closing")
         return 0
     finally:

@@ -92,8 +92,21 @@ def main() -> int:
         settings = MicrophoneSettings(device="pulse", device_rate_hz=rate_hz, reconnect_backoff_s=0.2, queue_frames=10)
     events: list[dict] = []
     result: dict = {"scenario": scenario}
+    if scenario == "late":  # no audio server yet when the daemon starts (a USB microphone plugged in later)
+        kill_server(runtime_dir)
     t_open = time.monotonic()
     with MicrophoneSource(settings, on_event=events.append) as source:
+        if scenario == "late":
+            result["connected_at_start"] = source.connected
+            result["events_at_start"] = [e["event"] for e in events]
+            result["lost_reason"] = events[0].get("reason", "") if events else ""
+            time.sleep(1.0)
+            start_server(runtime_dir, rate_hz)
+            deadline = time.monotonic() + 20
+            while source.reconnects < 1 and time.monotonic() < deadline:
+                source.read(0.2)
+            result["reconnects"] = source.reconnects
+            result["connected"] = source.connected
         first = source.read(10.0)
         result["startup_s"] = time.monotonic() - t_open
         result["device_rate_hz"] = source.device_rate_hz
@@ -145,7 +158,7 @@ def main() -> int:
         result["dropped_frames"] = source.dropped_frames - result.get("dropped_while_stalled", 0)
         result["events"] = [e["event"] for e in events]
         if scenario == "resample":
-            settings_bad = MicrophoneSettings(device="no such microphone")
+            settings_bad = MicrophoneSettings(device="no such microphone", wait_for_device=False)
             try:
                 MicrophoneSource(settings_bad).start()
             except Exception as exc:

@@ -206,3 +206,24 @@ def test_real_pulseaudio_stalled_source_is_reopened_once_audio_returns(word, tmp
     start, end = result["utterance_s"]
     assert voiced_s - 0.1 <= end - start <= voiced_s + 0.8
     print("pulseaudio stall:", result)
+
+
+def test_real_pulseaudio_microphone_missing_at_start_is_waited_for(word, tmp_path):
+    """No audio server when the source starts: device_lost at once (start does not raise), then the
+    supervisor opens the device when it appears, device_recovered, and speech is heard."""
+    path, voiced_s = word
+    result, log = _run_probe("late", path, 16000, tmp_path)
+    assert result["connected_at_start"] is False and result["events_at_start"] == ["device_lost"]
+    assert "cannot be opened" in result["lost_reason"] and "microphone.device" in result["lost_reason"]
+    assert "waiting for it (microphone.wait_for_device)" in log
+    assert result["reconnects"] == 1 and result["connected"] is True
+    assert result["events"] == ["device_lost", "device_recovered"]
+    start, end = result["utterance_s"]
+    assert voiced_s - 0.1 <= end - start <= voiced_s + 0.8
+    print("pulseaudio late:", result)
+
+
+def test_microphone_that_cannot_be_opened_is_an_error_when_not_waited_for():
+    settings = MicrophoneSettings(device="no microphone is called this", wait_for_device=False)
+    with pytest.raises(AudioDeviceError, match="no microphone is called this"):
+        MicrophoneSource(settings).start()

@@ -271,7 +271,8 @@ while True:
     crop = r.integers(0, 256, (int(r.integers(8, 96)), int(r.integers(8, 96)), 3), dtype=np.uint8)
     emb = r.standard_normal((int(r.integers(5, 60)), 39)).astype(np.float32)
     pair_id = mem.teach(pcm, 16000, crop, label=str(seed), embeddings={"dtw": emb})
-    print(pair_id, seed, flush=True)
+    sys.stdout.write(f"{pair_id} {seed}\n")  # one write: print() writes its parts separately when unbuffered
+    sys.stdout.flush()
 """
 
 
@@ -323,7 +324,8 @@ def test_acknowledged_pairs_survive_kill_9(tmp_path: Path) -> None:
             # miss lines that readline() already pulled into the wrapper's buffer.
             rest = proc.stdout.read()
             proc.wait(timeout=30)
-            for line in rest.splitlines():  # acknowledged before the kill, read after it
+            # the last piece is "" after a whole line, or a line the kill cut short: not an acknowledgement
+            for line in rest.split("\n")[:-1]:  # acknowledged before the kill, read after it
                 pair_id, seed = map(int, line.split())
                 acked[pair_id] = seed
             assert proc.returncode == -signal.SIGKILL

@@ -8,6 +8,7 @@ the boxes as JSON and can write an annotated copy. Both use the same objects the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -60,7 +61,8 @@ def run_listen(args: argparse.Namespace) -> int:
         if args.wav:
             source = WavFileSource(args.wav, frame_ms=cfg.vad.frame_ms, start_time_s=0.0)
         else:
-            source = MicrophoneSource(cfg.microphone)
+            # an interactive check: a microphone that cannot be opened is an error, not waited for
+            source = MicrophoneSource(dataclasses.replace(cfg.microphone, wait_for_device=False))
     except (ConfigError, AudioError, AudioDeviceError) as exc:
         print(f"showsay listen: {exc}", file=sys.stderr)
         return 1
