@@ -37,10 +37,10 @@ import cv2
 import numpy as np
 
 from edge.audio import read_wav, resample, to_float
-from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops
+from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops, support_set_for
 from edge.features import SpeechFeatureSettings, speech_features
 from edge.fileio import write_atomic
-from edge.matching import MatchSettings, Resolution, SupportSet
+from edge.matching import MatchSettings, Resolution
 from edge.settings import setting
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ class Controller:
         self._heartbeat = heartbeat
         self._clock = clock
 
-        self.support = SupportSet(metric=speech_encoder.metric)
+        self.support = support_set_for(speech_encoder)
         self.state = "idle"
         self._teach_deadline = 0.0
         self._teach_samples: deque[TeachSample] = deque(maxlen=teach.frames_to_sample)

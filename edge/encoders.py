@@ -16,7 +16,7 @@ import numpy as np
 
 from edge.features import SpeechFeatureSettings, settings_mismatch
 from edge.images import ImageSettings, preprocess_batch
-from edge.matching import SpeechMetric
+from edge.matching import SpeechMetric, SupportSet, pack_fused
 from edge.model_io import (
     EMBEDDING_OUTPUT,
     IMAGE_INPUT,
@@ -44,6 +44,13 @@ class EncoderSettings:
     image: str = setting("objects", "image encoder: 'pixels' (baseline), 'digits' (handwriting), 'objects' (natural objects) or a path")
     backend: Literal["onnxruntime", "tensorrt"] = setting("onnxruntime", "runtime for model files: onnxruntime (CPU) or tensorrt (Jetson, needs .engine files)")
     threads: int = setting(1, "ONNX Runtime intra-op threads per session (keep low on small CPUs)", min=1, max=64)
+    fuse_dtw: float = setting(
+        0.5,
+        "weight of DTW over the MFCC frames fused with a model speech encoder, 0-1: the embedding shortlists the 10 "
+        "nearest utterances, DTW re-ranks them (0 = the embedding alone; ignored for speech: dtw)",
+        min=0.0,
+        max=1.0,
+    )
 
 
 class SpeechEncoder(Protocol):
@@ -84,6 +91,26 @@ class DtwSpeech:
     def embed(self, features: Sequence[np.ndarray]) -> list[np.ndarray]:
         """The feature matrices, unchanged."""
         return [np.asarray(f, np.float32) for f in features]
+
+
+class FusedSpeech:
+    """A model speech encoder fused with DTW: each utterance keeps its embedding and its feature frames."""
+
+    metric: SpeechMetric = "fused"
+
+    def __init__(self, inner: SpeechEncoder, dtw_weight: float) -> None:
+        self.inner, self.dtw_weight = inner, float(dtw_weight)
+        self.encoder_id = f"{inner.encoder_id}+dtw"  # the weight is applied at matching time, not stored
+
+    def embed(self, features: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Packed (embedding, frames) per utterance (:func:`edge.matching.pack_fused`)."""
+        vectors = self.inner.embed(features)
+        return [pack_fused(v, f) for v, f in zip(vectors, features)]
+
+
+def support_set_for(encoder: SpeechEncoder) -> SupportSet:
+    """An empty support set that compares utterances the way this speech encoder needs."""
+    return SupportSet(encoder.metric, dtw_weight=getattr(encoder, "dtw_weight", 0.5))
 
 
 class PixelImage:
@@ -191,7 +218,7 @@ def load_speech_encoder(settings: EncoderSettings, features: SpeechFeatureSettin
     if enc.info.kind != "speech":
         raise ModelError(f"{path}: an {enc.info.kind} encoder was given as the speech encoder")
     check_speech_features(enc.info, features, str(path))
-    return enc
+    return FusedSpeech(enc, settings.fuse_dtw) if settings.fuse_dtw > 0 else enc
 
 
 def load_image_encoder(settings: EncoderSettings) -> ImageEncoder:

@@ -1,7 +1,7 @@
 """The matching core: taught (speech, image) pairs and the resolution of a spoken request.
 
 A request is matched against the taught utterances (cosine distance between speech embeddings,
-or DTW over feature frames for the baseline). The nearest utterance names a word: its label, or
+DTW over feature frames for the baseline, or both fused: the embedding shortlists, DTW re-ranks). The nearest utterance names a word: its label, or
 the pair itself when it has none. The candidates in view are compared with the images taught
 for that word (cosine distance, the minimum over the word's K shots) and ranked. Two rejections
 guard the answer: the request is an ``unknown_word`` when even the nearest utterance is too far,
@@ -18,7 +18,36 @@ import numpy as np
 from edge.dtw import dtw_one_to_many
 from edge.settings import setting
 
-SpeechMetric = Literal["cosine", "dtw"]
+SpeechMetric = Literal["cosine", "dtw", "fused"]
+FUSED_SHORTLIST = 10  # "fused": DTW re-ranks this many utterances nearest by embedding
+
+
+def pack_fused(embedding: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """One flat float32 array for the "fused" metric: [D, F, the unit D-d embedding, the (T, F) frames].
+
+    Self-describing so it can be stored like any embedding (the memory keeps one array per encoder).
+    """
+    e = l2_normalise(np.asarray(embedding, np.float32).reshape(-1))
+    f = np.asarray(frames, np.float32)
+    return np.concatenate([np.array([e.size, f.shape[1]], np.float32), e, f.reshape(-1)])
+
+
+def unpack_fused(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(embedding, frames) back from :func:`pack_fused`."""
+    p = np.asarray(packed, np.float32).reshape(-1)
+    if p.size < 2:
+        raise ValueError("not a fused speech representation: too short")
+    d, f = int(p[0]), int(p[1])
+    if d < 1 or f < 1 or (p.size - 2 - d) % f or p.size - 2 - d < f:
+        raise ValueError(f"not a fused speech representation (header {d}, {f}; {p.size} values)")
+    return p[2 : 2 + d], p[2 + d :].reshape(-1, f)
+
+
+def zscore(x: np.ndarray) -> np.ndarray:
+    """Standardised to mean 0 and unit spread (all zeros when the values are all equal)."""
+    x = np.asarray(x, np.float64)
+    spread = x.std()
+    return np.zeros_like(x) if spread < 1e-12 else (x - x.mean()) / spread
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -37,9 +66,9 @@ class MatchSettings:
     """Rejection thresholds of the matching core (null disables a rejection)."""
 
     unknown_word_distance: float | None = setting(
-        0.45,
+        0.5,
         "reject a request whose nearest taught utterance is further than this (cosine distance 0-2, or DTW cost); "
-        "0.45 is measured for the shipped speech encoder (docs/daemon.md)",
+        "0.5 is measured for the shipped speech encoder fused with DTW (docs/daemon.md)",
         min=0.0,
     )
     not_in_view_distance: float | None = setting(
@@ -81,13 +110,21 @@ class Resolution:
 class SupportSet:
     """Taught pairs: a speech representation, a unit image embedding, an id and an optional label each.
 
-    Speech representations are fixed-size embeddings (``metric="cosine"``) or (frames, dim) feature
-    matrices (``metric="dtw"``). Rows are kept in growable arrays so adding a pair is amortised O(1)
-    and matching 10,000 pairs is one matrix-vector product.
+    Speech representations are fixed-size embeddings (``metric="cosine"``), (frames, dim) feature
+    matrices (``metric="dtw"``), or both packed by :func:`pack_fused` (``metric="fused"``: the
+    :data:`FUSED_SHORTLIST` utterances nearest by embedding are re-ranked by ``dtw_weight`` x DTW plus
+    the rest x cosine, each standardised over the shortlist; the distance reported, and compared with
+    ``unknown_word_distance``, stays the cosine one). Rows are kept in growable arrays so adding a pair
+    is amortised O(1) and matching 10,000 pairs is one matrix-vector product.
     """
 
-    def __init__(self, metric: SpeechMetric = "cosine") -> None:
+    def __init__(self, metric: SpeechMetric = "cosine", dtw_weight: float = 0.5) -> None:
+        if metric not in ("cosine", "dtw", "fused"):
+            raise ValueError(f"unknown speech metric {metric!r}")
+        if not 0.0 <= dtw_weight <= 1.0:
+            raise ValueError(f"dtw_weight must be in [0, 1], got {dtw_weight}")
         self.metric: SpeechMetric = metric
+        self.dtw_weight = float(dtw_weight)
         self._ids: list[int] = []
         self._labels: list[str | None] = []
         self._speech_rows: list[np.ndarray] = []  # dtw: one (T, D) matrix per pair
@@ -140,7 +177,11 @@ class SupportSet:
         if pair_id in self._ids:
             raise ValueError(f"pair {pair_id} is already in the support set")
         image = l2_normalise(np.asarray(image, np.float32).reshape(-1))
-        if self.metric == "cosine":
+        if self.metric == "fused":
+            vector, frames = unpack_fused(speech)
+            self._speech = self._grow(self._speech, l2_normalise(vector))
+            self._speech_rows.append(frames)
+        elif self.metric == "cosine":
             self._speech = self._grow(self._speech, l2_normalise(np.asarray(speech, np.float32).reshape(-1)))
         else:
             self._speech_rows.append(np.asarray(speech, np.float32))
@@ -154,9 +195,9 @@ class SupportSet:
         i = self._ids.index(pair_id)
         n = len(self)
         keep = np.arange(n) != i
-        if self.metric == "cosine":
+        if self.metric in ("cosine", "fused"):
             self._speech[: n - 1] = self._speech[:n][keep]
-        else:
+        if self.metric in ("dtw", "fused"):
             del self._speech_rows[i]
         self._images[: n - 1] = self._images[:n][keep]
         self._groups = self._groups[keep]
@@ -170,12 +211,26 @@ class SupportSet:
         self._groups[i] = self._group_for(label)
 
     def speech_distances(self, query: np.ndarray) -> np.ndarray:
-        """(N,) distances from a query (embedding, or features for DTW) to every taught utterance."""
+        """(N,) distances from a query (embedding, features for DTW, packed for "fused": the cosine part) to every taught utterance."""
         if len(self) == 0:
             return np.zeros(0, np.float32)
-        if self.metric == "cosine":
+        if self.metric == "fused":
+            query = unpack_fused(query)[0]
+        if self.metric in ("cosine", "fused"):
             return 1.0 - self._speech[: len(self)] @ l2_normalise(np.asarray(query, np.float32).reshape(-1))
         return dtw_one_to_many(query, self._speech_rows).astype(np.float32)
+
+    def nearest_utterance(self, query: np.ndarray) -> tuple[int, float]:
+        """(row, distance) of the taught utterance nearest to the query, by this set's metric."""
+        speech_d = self.speech_distances(query)
+        if self.metric != "fused" or self.dtw_weight == 0.0 or len(self) == 1:
+            row = int(np.argmin(speech_d))
+            return row, float(speech_d[row])
+        shortlist = np.argsort(speech_d, kind="stable")[:FUSED_SHORTLIST]
+        dtw_d = dtw_one_to_many(unpack_fused(query)[1], [self._speech_rows[i] for i in shortlist])
+        fused = self.dtw_weight * zscore(dtw_d) + (1.0 - self.dtw_weight) * zscore(speech_d[shortlist])
+        row = int(shortlist[int(np.argmin(fused))])
+        return row, float(speech_d[row])
 
     def word_rows(self, row: int) -> np.ndarray:
         """Rows taught as the same word as ``row`` (same label; an unlabelled pair is a word of its own)."""
@@ -188,12 +243,9 @@ class SupportSet:
         """
         if len(self) == 0:
             return Resolution(status="nothing_taught")
-        speech_d = self.speech_distances(query)
-        row = int(np.argmin(speech_d))
-        found = dict(
-            pair_index=row, pair_id=self._ids[row], label=self._labels[row], speech_distance=float(speech_d[row])
-        )
-        if settings.unknown_word_distance is not None and speech_d[row] > settings.unknown_word_distance:
+        row, speech_distance = self.nearest_utterance(query)
+        found = dict(pair_index=row, pair_id=self._ids[row], label=self._labels[row], speech_distance=speech_distance)
+        if settings.unknown_word_distance is not None and speech_distance > settings.unknown_word_distance:
             return Resolution(status="unknown_word", **found)
         candidates = np.asarray(candidates, np.float32)
         if candidates.shape[0] == 0:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edge.dtw import dtw_distance, dtw_one_to_many
-from edge.matching import MatchSettings, SupportSet, cosine_distances
+from edge.matching import MatchSettings, SupportSet, cosine_distances, pack_fused, unpack_fused
 
 
 def test_dtw_hand_computed():
@@ -134,3 +134,59 @@ def test_matching_ten_thousand_pairs_returns_the_planted_pair():
     cand[7] = images[4321] + 0.05 * rng.normal(size=64)
     r = s.resolve(speech[4321] + 0.05 * rng.normal(size=64), cand)
     assert r.pair_id == 4321 and r.best.index == 7
+
+
+def test_fused_representation_round_trips_and_refuses_garbage():
+    rng = np.random.default_rng(1)
+    vec, frames = rng.normal(size=16), rng.normal(size=(23, 39)).astype(np.float32)
+    e, f = unpack_fused(pack_fused(vec, frames))
+    np.testing.assert_allclose(e, vec / np.linalg.norm(vec), rtol=1e-6)
+    np.testing.assert_array_equal(f, frames)
+    for bad in (np.zeros(1), np.array([16, 39, 1.0, 2.0]), np.array([0, 39] + [0.0] * 39)):
+        with pytest.raises(ValueError, match="fused"):
+            unpack_fused(bad)
+
+
+def test_fused_metric_lets_dtw_overrule_a_close_embedding_and_keeps_the_cosine_distance():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(30, 39)), rng.normal(size=(25, 39))
+    s = SupportSet("fused", dtw_weight=0.5)
+    s.add(1, pack_fused(_unit(1, 0, 0), a), _unit(1, 0), "a")
+    s.add(2, pack_fused(_unit(0.9, 0.44, 0), b), _unit(0, 1), "b")
+    s.add(3, pack_fused(_unit(0, 0, 1), rng.normal(size=(28, 39))), _unit(1, 1), "c")
+    # the query's frames are b's (slowed down), its embedding nearer to a's than to b's
+    query = pack_fused(_unit(0.99, 0.1, 0), np.repeat(b, 2, axis=0) + 0.01)
+    assert SupportSet("cosine").metric == "cosine"
+    cosine_only = SupportSet("fused", dtw_weight=0.0)
+    for pid, sp, im, lab in ((1, pack_fused(_unit(1, 0, 0), a), _unit(1, 0), "a"), (2, pack_fused(_unit(0.9, 0.44, 0), b), _unit(0, 1), "b")):
+        cosine_only.add(pid, sp, im, lab)
+    assert cosine_only.resolve(query, np.stack([_unit(1, 0), _unit(0, 1)])).label == "a"
+    r = s.resolve(query, np.stack([_unit(1, 0), _unit(0, 1)]))
+    assert r.label == "b" and r.best.index == 1
+    # the distance reported (and compared with unknown_word_distance) is the embedding's cosine distance
+    assert r.speech_distance == pytest.approx(1 - float(_unit(0.99, 0.1, 0) @ _unit(0.9, 0.44, 0)), abs=1e-6)
+    s.remove(2)
+    assert s.resolve(query, np.stack([_unit(1, 0)])).label == "a"
+    with pytest.raises(ValueError, match="dtw_weight"):
+        SupportSet("fused", dtw_weight=1.5)
+
+
+def test_shipped_speech_encoder_fused_with_dtw_packs_both_and_matches():
+    from edge.encoders import EncoderSettings, load_speech_encoder, support_set_for
+    from edge.features import SpeechFeatureSettings
+
+    enc = load_speech_encoder(EncoderSettings(speech="default", fuse_dtw=0.5), SpeechFeatureSettings())
+    assert enc.metric == "fused" and enc.encoder_id.endswith("+dtw")
+    rng = np.random.default_rng(3)
+    utterances = [rng.normal(size=(n, 39)).astype(np.float32) for n in (40, 55, 70)]
+    packed = enc.embed(utterances)
+    vec, frames = unpack_fused(packed[1])
+    np.testing.assert_array_equal(frames, utterances[1])
+    assert vec.shape == (128,) and np.linalg.norm(vec) == pytest.approx(1.0, abs=1e-5)
+    support = support_set_for(enc)
+    assert support.metric == "fused" and support.dtw_weight == 0.5
+    for i, p in enumerate(packed):
+        support.add(i, p, _unit(*np.eye(3)[i]), f"w{i}")
+    r = support.resolve(enc.embed([utterances[2] + 0.01])[0], np.eye(3, dtype=np.float32))
+    assert r.label == "w2" and r.best.index == 2 and r.speech_distance < 0.01
+    assert load_speech_encoder(EncoderSettings(speech="dtw", fuse_dtw=0.5), SpeechFeatureSettings()).metric == "dtw"

@@ -11,11 +11,11 @@ from tqdm import tqdm
 
 from edge.bench.episodes import Episode, EpisodeSampler, SpeakerMode
 from edge.bench.manifest import ImageItem, SpeechItem
-from edge.encoders import ImageEncoder, SpeechEncoder
+from edge.encoders import ImageEncoder, SpeechEncoder, support_set_for
 from edge.audio import read_wav
 from edge.features import SpeechFeatureSettings, wav_features
 from edge.images import load_image, preprocess_batch
-from edge.matching import SupportSet, cosine_distances
+from edge.matching import cosine_distances
 
 log = logging.getLogger(__name__)
 BATCH = 64
@@ -83,9 +83,9 @@ class EmbeddingCache:
         self.embed_s += time.perf_counter() - t0
 
 
-def score_episode(ep: Episode, cache: EmbeddingCache, metric: str, pairs_as_words: bool) -> EpisodeOutcome:
+def score_episode(ep: Episode, cache: EmbeddingCache, pairs_as_words: bool) -> EpisodeOutcome:
     """Multimodal, speech-only and image-only accuracy of one episode."""
-    support = SupportSet(metric)  # type: ignore[arg-type]
+    support = support_set_for(cache.speech_enc)
     for pid, (s, i, lab) in enumerate(zip(ep.support_speech, ep.support_images, ep.support_labels)):
         support.add(pid, cache.speech[s], cache.images[i], None if pairs_as_words else lab)
     matching = np.stack([cache.images[i] for i in ep.matching])  # (L, E)
@@ -141,7 +141,7 @@ def run_benchmark(
         )
         t0 = time.perf_counter()
         seed_out = [
-            score_episode(ep, cache, speech_enc.metric, settings.pairs_as_words)
+            score_episode(ep, cache, settings.pairs_as_words)
             for ep in tqdm(episodes, desc=f"seed {seed}", disable=not progress, unit="ep", leave=False)
         ]
         match_s += time.perf_counter() - t0

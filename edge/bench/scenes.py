@@ -27,10 +27,10 @@ from edge.bench.episodes import Episode, EpisodeSampler
 from edge.bench.manifest import ImageItem, SpeechItem
 from edge.bench.runner import BenchSettings, EmbeddingCache, mean_ci95
 from edge.candidates import Box, iou  # boxes are (x, y, w, h) pixels, as the finders write them
-from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops
+from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops, support_set_for
 from edge.features import SpeechFeatureSettings
 from edge.images import load_image
-from edge.matching import SupportSet, cosine_distances
+from edge.matching import cosine_distances
 from edge.settings import setting
 
 log = logging.getLogger(__name__)
@@ -299,7 +299,7 @@ def run_scene_benchmark(
             boxes: list[Box] = [tuple(int(v) for v in b) for b in found if b[2] > 0 and b[3] > 0]  # type: ignore[misc]
             recall.append(float(np.mean(recall_hits(scene.boxes, boxes))))
             n_cands.append(len(boxes))
-            a_mm, a_im = _score_scene_episode(ep, scene, boxes, cache, image_enc, speech_enc.metric, settings.pairs_as_words)
+            a_mm, a_im = _score_scene_episode(ep, scene, boxes, cache, image_enc, settings.pairs_as_words)
             mm.append(a_mm)
             im.append(a_im)
     acc, ci = mean_ci95(mm)
@@ -315,13 +315,13 @@ def run_scene_benchmark(
     }
 
 
-def _score_scene_episode(ep: Episode, scene: Scene, boxes: list[Box], cache: EmbeddingCache, image_enc: ImageEncoder, metric: str, pairs_as_words: bool) -> tuple[float, float]:
+def _score_scene_episode(ep: Episode, scene: Scene, boxes: list[Box], cache: EmbeddingCache, image_enc: ImageEncoder, pairs_as_words: bool) -> tuple[float, float]:
     """(multimodal, image-only) accuracy of one episode on one scene."""
     if not boxes:
         return 0.0, 0.0
     cand = embed_crops(image_enc, crops_of(scene.frame, boxes))  # (C, E)
     covers = np.array([[iou(b, t) >= IOU_HIT for t in scene.boxes] for b in boxes])  # (C, L): candidate c covers object k
-    support = SupportSet(metric)  # type: ignore[arg-type]
+    support = support_set_for(cache.speech_enc)
     for pid, (s, i, lab) in enumerate(zip(ep.support_speech, ep.support_images, ep.support_labels)):
         support.add(pid, cache.speech[s], cache.images[i], None if pairs_as_words else lab)
     right = 0

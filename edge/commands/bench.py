@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs-as-words", action="store_true", help="treat each support pair as its own word (K-shot: compare with the nearest utterance's image only)")
     p.add_argument("--speech-encoder", default="dtw", help="dtw, default, an .onnx path, or efficientword-net (the peer, if installed)")
     p.add_argument("--image-encoder", default="pixels", help="pixels, digits, objects, default, or an .onnx path")
+    p.add_argument("--fuse-dtw", type=float, default=0.0, metavar="W",
+                   help="fuse DTW with a model speech encoder at this weight, 0-1 (encoders.fuse_dtw; default 0: the embedding alone)")
     p.add_argument("--config", type=Path, help="YAML config for the speech feature settings and encoder threads")
     p.add_argument("--json", type=Path, help="write the summary here")
     p.add_argument("--plot", type=Path, help="write a PNG of a few episodes and the accuracy bars here")
@@ -53,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
             return 1
     try:
         cfg = load_config(args.config)
-        enc = EncoderSettings(speech=args.speech_encoder, image=args.image_encoder, backend=cfg.encoders.backend, threads=cfg.encoders.threads)
+        if not 0.0 <= args.fuse_dtw <= 1.0:
+            raise ValueError(f"--fuse-dtw must be in [0, 1], got {args.fuse_dtw}")
+        enc = EncoderSettings(speech=args.speech_encoder, image=args.image_encoder, backend=cfg.encoders.backend,
+                              threads=cfg.encoders.threads, fuse_dtw=args.fuse_dtw)
         if args.speech_encoder == "efficientword-net":  # benchmark-only peer
             from edge.bench.peers import EfficientWordNetSpeech
 
@@ -72,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"showsay bench: {exc}", file=sys.stderr)
         return 1
     summary["speech_manifest"], summary["image_manifest"] = str(args.speech), str(args.images)
+    summary["fuse_dtw"] = args.fuse_dtw
     print(markdown_table([summary]))
     print(
         f"\n{summary['seconds_per_query'] * 1000:.2f} ms per query in all ({summary['matching_seconds_per_query'] * 1000:.2f} ms matching, "
