@@ -142,10 +142,12 @@ def test_demo_runs_the_daemon_on_the_bundled_session(tmp_path, config):
     assert events.count("taught") == 3 and events.count("resolved") == 3 and "unknown_word" in events
 
 
-def test_latency_benchmark_measures_the_controllers_answer_path():
+@pytest.mark.parametrize("speech", ["dtw", "default"])  # default: the shipped encoder fused with DTW
+def test_latency_benchmark_measures_the_controllers_answer_path(speech):
     from edge.commands.bench_latency import measure_latency
 
-    res = measure_latency("dtw", "pixels", pairs=20, n_candidates=10, n_requests=4)
+    res = measure_latency(speech, "pixels", pairs=20, n_candidates=10, n_requests=4)
+    assert res["speech_encoder"].endswith("+dtw") if speech == "default" else res["speech_encoder"].startswith("dtw")
     assert res["pairs"] == 20 and res["candidates"] == 10 and res["requests"] == 4
     assert 0 < res["p50_ms"] <= res["p95_ms"]
     assert set(res["parts_p50_ms"]) == {"features", "speech_embedding", "candidate_embeddings", "match"}

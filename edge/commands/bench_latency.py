@@ -90,6 +90,16 @@ def _table_frame() -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def _perturbed(rep: np.ndarray, metric: str, rng: np.random.Generator) -> np.ndarray:
+    """A copy of a speech representation with noise added (fused ones: to both parts, header kept)."""
+    if metric == "fused":
+        from edge.matching import pack_fused, unpack_fused
+
+        vector, frames = unpack_fused(rep)
+        return pack_fused(_perturbed(vector, "cosine", rng), _perturbed(frames, "dtw", rng))
+    return rep + rng.normal(0, 0.05, rep.shape).astype(np.float32)
+
+
 def measure_latency(speech_name: str, image_name: str, pairs: int, n_candidates: int, n_requests: int, seed: int = 0) -> dict:
     """p50/p95 answer latency of the controller for one encoder pair and support-set size."""
     from edge.camera import StaticFrames
@@ -119,7 +129,8 @@ def measure_latency(speech_name: str, image_name: str, pairs: int, n_candidates:
     image_reps = embed_crops(image, crops)
     for i in range(pairs):
         s = speech_reps[i % len(speech_reps)]
-        s = s + rng.normal(0, 0.05, s.shape).astype(np.float32) if i >= len(speech_reps) else s
+        if i >= len(speech_reps):
+            s = _perturbed(s, speech.metric, rng)
         v = image_reps[i % len(image_reps)] + rng.normal(0, 0.05, image_reps.shape[1]).astype(np.float32)
         ctrl.support.add(i + 1, s, v, None)
     cached, uncached, parts = [], [], []
