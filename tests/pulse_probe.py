@@ -76,6 +76,15 @@ def wait_utterance(source, endpointer, timeout_s: float, loud: dict):
     return None
 
 
+def wait_reconnected(source, result: dict, timeout_s: float = 20.0) -> None:
+    """Read until the source has reconnected once (or the timeout), recording where it ended."""
+    deadline = time.monotonic() + timeout_s
+    while source.reconnects < 1 and time.monotonic() < deadline:
+        source.read(0.2)
+    result["reconnects"] = source.reconnects
+    result["connected"] = source.connected
+
+
 def main() -> int:
     scenario, wav = sys.argv[1], sys.argv[2]
     runtime_dir = os.environ["XDG_RUNTIME_DIR"]
@@ -102,11 +111,7 @@ def main() -> int:
             result["lost_reason"] = events[0].get("reason", "") if events else ""
             time.sleep(1.0)
             start_server(runtime_dir, rate_hz)
-            deadline = time.monotonic() + 20
-            while source.reconnects < 1 and time.monotonic() < deadline:
-                source.read(0.2)
-            result["reconnects"] = source.reconnects
-            result["connected"] = source.connected
+            wait_reconnected(source, result)
         first = source.read(10.0)
         result["startup_s"] = time.monotonic() - t_open
         result["device_rate_hz"] = source.device_rate_hz
@@ -137,11 +142,7 @@ def main() -> int:
         if scenario == "restart":
             kill_server(runtime_dir)
             start_server(runtime_dir, rate_hz)
-            deadline = time.monotonic() + 20
-            while source.reconnects < 1 and time.monotonic() < deadline:
-                source.read(0.2)
-            result["reconnects"] = source.reconnects
-            result["connected"] = source.connected
+            wait_reconnected(source, result)
             while source.read(0.0) is not None:  # wait for frames from the new stream
                 pass
             source.read(10.0)
