@@ -210,24 +210,27 @@ class SupportSet:
         self._labels[i] = label
         self._groups[i] = self._group_for(label)
 
+    def _cosine_to_taught(self, vector: np.ndarray) -> np.ndarray:
+        return 1.0 - self._speech[: len(self)] @ l2_normalise(np.asarray(vector, np.float32).reshape(-1))
+
     def speech_distances(self, query: np.ndarray) -> np.ndarray:
         """(N,) distances from a query (embedding, features for DTW, packed for "fused": the cosine part) to every taught utterance."""
         if len(self) == 0:
             return np.zeros(0, np.float32)
-        if self.metric == "fused":
-            query = unpack_fused(query)[0]
-        if self.metric in ("cosine", "fused"):
-            return 1.0 - self._speech[: len(self)] @ l2_normalise(np.asarray(query, np.float32).reshape(-1))
-        return dtw_one_to_many(query, self._speech_rows).astype(np.float32)
+        if self.metric == "dtw":
+            return dtw_one_to_many(query, self._speech_rows).astype(np.float32)
+        return self._cosine_to_taught(unpack_fused(query)[0] if self.metric == "fused" else query)
 
     def nearest_utterance(self, query: np.ndarray) -> tuple[int, float]:
         """(row, distance) of the taught utterance nearest to the query, by this set's metric."""
-        speech_d = self.speech_distances(query)
         if self.metric != "fused" or self.dtw_weight == 0.0 or len(self) == 1:
+            speech_d = self.speech_distances(query)
             row = int(np.argmin(speech_d))
             return row, float(speech_d[row])
+        vector, frames = unpack_fused(query)
+        speech_d = self._cosine_to_taught(vector)
         shortlist = np.argsort(speech_d, kind="stable")[:FUSED_SHORTLIST]
-        dtw_d = dtw_one_to_many(unpack_fused(query)[1], [self._speech_rows[i] for i in shortlist])
+        dtw_d = dtw_one_to_many(frames, [self._speech_rows[i] for i in shortlist])
         fused = self.dtw_weight * zscore(dtw_d) + (1.0 - self.dtw_weight) * zscore(speech_d[shortlist])
         row = int(shortlist[int(np.argmin(fused))])
         return row, float(speech_d[row])

@@ -18,15 +18,15 @@ import numpy as np
 from edge.encoders import EncoderSettings, load_image_encoder, load_speech_encoder, support_set_for
 from edge.features import SpeechFeatureSettings, wav_features
 from edge.images import preprocess_batch
-from edge.matching import cosine_distances
+from edge.matching import SupportSet, cosine_distances
 
 
-def _nearest_distances(enc, support: list[np.ndarray], asked: list[np.ndarray]) -> list[float]:
-    """The distance each request is judged on: that of the utterance the support set picks (fused or not)."""
+def _support(enc, reps: list[np.ndarray]) -> SupportSet:
+    """A support set of these utterances (images do not matter here), compared as the encoder needs."""
     s = support_set_for(enc)
-    for i, rep in enumerate(support):
+    for i, rep in enumerate(reps):
         s.add(i, rep, np.ones(1, np.float32))
-    return [s.nearest_utterance(q)[1] for q in asked]
+    return s
 
 
 def speech_table(data: Path, thresholds: list[float], trials: int, seed: int) -> None:
@@ -41,10 +41,11 @@ def speech_table(data: Path, thresholds: list[float], trials: int, seed: int) ->
         own = [p for p in digits if p.stem.split("_")[1] == speaker]
         others = [p for p in digits if p.stem.split("_")[1] != speaker]
         for _ in range(trials):
-            support = enc.embed([wav_features(rng.choice([p for p in own if p.stem.startswith(f"{d}_")]), feat) for d in range(10)])
-            asked = rng.sample(others, 20)
-            known += _nearest_distances(enc, support, enc.embed([wav_features(p, feat) for p in asked]))
-            unknown += _nearest_distances(enc, support, untaught)
+            support = _support(enc, enc.embed([wav_features(rng.choice([p for p in own if p.stem.startswith(f"{d}_")]), feat) for d in range(10)]))
+            asked = enc.embed([wav_features(p, feat) for p in rng.sample(others, 20)])
+            # the distance each request is judged on: that of the utterance the support set picks (fused or not)
+            known += [support.nearest_utterance(q)[1] for q in asked]
+            unknown += [support.nearest_utterance(q)[1] for q in untaught]
     k, u = np.array(known), np.array(unknown)
     print(f"unknown_word_distance, {enc.encoder_id} ({len(k)} taught-word and {len(u)} untaught-word requests)")
     print("| threshold | taught words answered | untaught words rejected |\n| --- | --- | --- |")
