@@ -649,6 +649,7 @@ class Controller:
             "event": "resolved", **base,
             "box": [int(v) for v in cand.box],
             "image_distance": _round(best.image_distance),
+            "word_probability": _round(best.word_probability),
             "frame_time_s": round(float(used.frame.time_s), 3),
             "in_view": used is view,
             "latency_ms": self._ms(started_s),

@@ -3,7 +3,9 @@
 A request is matched against the taught utterances (cosine distance between speech embeddings,
 DTW over feature frames for the baseline, or both fused: the embedding shortlists, DTW re-ranks). The nearest utterance names a word: its label, or
 the pair itself when it has none. The candidates in view are compared with the images taught
-for that word (cosine distance, the minimum over the word's K shots) and ranked. Two rejections
+for that word (cosine distance, the minimum over the word's K shots) and ranked, by default with
+mutual exclusivity: a candidate that looks more like another taught word's images is less likely to
+be the one asked for (a bias children show when they learn words). Two rejections
 guard the answer: the request is an ``unknown_word`` when even the nearest utterance is too far,
 and ``not_in_view`` when even the best candidate is too far from what was taught.
 Pure numpy; the daemon and the benchmark use these same objects.
@@ -15,11 +17,14 @@ from typing import Literal
 
 import numpy as np
 
+from scipy.special import logsumexp
+
 from edge.dtw import dtw_one_to_many
 from edge.settings import setting
 
 SpeechMetric = Literal["cosine", "dtw", "fused"]
 FUSED_SHORTLIST = 10  # "fused": DTW re-ranks this many utterances nearest by embedding
+SURE = 0.999  # mutual exclusivity: candidates at least this surely the word are ranked by distance among themselves
 
 
 def pack_fused(embedding: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -77,9 +82,18 @@ class MatchSettings:
         "0.35 is measured for the shipped objects encoder (docs/daemon.md)",
         min=0.0,
     )
+    mutual_exclusivity: float | None = setting(
+        0.05,
+        "rank candidates by how surely each is the asked word rather than another taught word (mutual exclusivity): "
+        "softmax temperature as a fraction of the median candidate-to-taught-image distance, chosen on background data "
+        "(Omniglot's evaluation alphabets, docs/encoders.md); "
+        "null ranks by distance to the word's images alone (the seeds' rule)",
+        min=0.001,
+    )
 
 
 NO_REJECTION = MatchSettings(unknown_word_distance=None, not_in_view_distance=None)  # the benchmark: every request answered
+DISTANCE_ONLY = MatchSettings(unknown_word_distance=None, not_in_view_distance=None, mutual_exclusivity=None)  # the seeds' rule
 
 
 @dataclass(frozen=True)
@@ -88,6 +102,7 @@ class RankedCandidate:
 
     index: int
     image_distance: float
+    word_probability: float | None = None  # with mutual exclusivity: P(this candidate is the word rather than another taught one)
 
 
 @dataclass(frozen=True)
@@ -239,8 +254,43 @@ class SupportSet:
         """Rows taught as the same word as ``row`` (same label; an unlabelled pair is a word of its own)."""
         return np.flatnonzero(self._groups == self._groups[row])
 
+    def word_image_distances(self, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(C, G) cosine distance from each candidate to each taught word (minimum over its images), and the (G,) word ids."""
+        d = 1.0 - l2_normalise(candidates) @ self._images[: len(self)].T  # (C, N)
+        words, inverse = np.unique(self._groups, return_inverse=True)
+        if len(words) == len(self):  # one image per word: columns already are words
+            return d[:, np.argsort(inverse)], words
+        order = np.argsort(inverse, kind="stable")
+        starts = np.searchsorted(inverse[order], np.arange(len(words)))
+        return np.minimum.reduceat(d[:, order], starts, axis=1), words
+
+    def rank_candidates(self, row: int, candidates: np.ndarray, settings: MatchSettings = NO_REJECTION) -> tuple[RankedCandidate, ...]:
+        """The candidates (C, E) ranked for the word taught at ``row``.
+
+        Without mutual exclusivity: by distance to the word's images. With it: by P(word | candidate), a
+        softmax over the taught words of -distance / T, with "none of them" as one more outcome at
+        ``not_in_view_distance`` when that is set (candidates beyond that distance are ranked last, so
+        the rejection is the same as without). T is ``mutual_exclusivity`` times the median distance
+        between the candidates and the taught words, so one setting fits any encoder's scale.
+        Candidates that are surely the word (P >= :data:`SURE`) are ranked by distance among themselves.
+        """
+        if settings.mutual_exclusivity is None:
+            image_d = (1.0 - l2_normalise(candidates) @ self._images[self.word_rows(row)].T).min(axis=1)  # (C,)
+            return tuple(RankedCandidate(int(c), float(image_d[c])) for c in np.argsort(image_d, kind="stable"))
+        word_d, words = self.word_image_distances(candidates)
+        image_d = word_d[:, int(np.searchsorted(words, self._groups[row]))]
+        temperature = max(settings.mutual_exclusivity * float(np.median(word_d)), 1e-6)  # in this encoder's units
+        logits = -word_d / temperature
+        beyond = np.zeros(len(image_d), bool)
+        if settings.not_in_view_distance is not None:
+            logits = np.concatenate([logits, np.full((len(logits), 1), -settings.not_in_view_distance / temperature)], axis=1)
+            beyond = image_d > settings.not_in_view_distance
+        p = np.exp(-image_d / temperature - logsumexp(logits, axis=1))
+        order = np.lexsort((image_d, -np.minimum(p, SURE), beyond))  # within the threshold, then most probable, then nearest
+        return tuple(RankedCandidate(int(c), float(image_d[c]), float(p[c])) for c in order)
+
     def resolve(self, query: np.ndarray, candidates: np.ndarray, settings: MatchSettings = NO_REJECTION) -> Resolution:
-        """Answer a request: nearest taught word, then the candidates ranked by distance to its images.
+        """Answer a request: nearest taught word, then the candidates ranked for it (:meth:`rank_candidates`).
 
         ``candidates`` is (C, E): the image embeddings of what is in view.
         """
@@ -253,10 +303,7 @@ class SupportSet:
         candidates = np.asarray(candidates, np.float32)
         if candidates.shape[0] == 0:
             return Resolution(status="no_candidates", **found)
-        taught = self._images[self.word_rows(row)]  # (K, E) the word's K shots
-        image_d = (1.0 - l2_normalise(candidates) @ taught.T).min(axis=1)  # (C,)
-        order = np.argsort(image_d, kind="stable")
-        ranked = tuple(RankedCandidate(int(c), float(image_d[c])) for c in order)
+        ranked = self.rank_candidates(row, candidates, settings)
         if settings.not_in_view_distance is not None and ranked[0].image_distance > settings.not_in_view_distance:
             return Resolution(status="not_in_view", ranked=ranked, **found)
         return Resolution(status="resolved", ranked=ranked, **found)

@@ -242,6 +242,7 @@ class Daemon:
         self.controller.publish({"event": "reloaded", "matching": {
             "unknown_word_distance": new.matching.unknown_word_distance,
             "not_in_view_distance": new.matching.not_in_view_distance,
+            "mutual_exclusivity": new.matching.mutual_exclusivity,
         }})
         self.notifier.notify("READY=1", "STATUS=thresholds reloaded")
         return True

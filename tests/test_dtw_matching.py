@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edge.dtw import dtw_distance, dtw_one_to_many
-from edge.matching import MatchSettings, SupportSet, cosine_distances, pack_fused, unpack_fused
+from edge.matching import DISTANCE_ONLY, MatchSettings, SupportSet, cosine_distances, pack_fused, unpack_fused
 
 
 def test_dtw_hand_computed():
@@ -62,12 +62,68 @@ def make_support() -> SupportSet:
 def test_resolve_ranks_candidates_by_the_words_image():
     s = make_support()
     candidates = np.stack([_unit(0, 1, 0, 0.1), _unit(1, 0.2, 0, 0), _unit(0, 0, 1, 0)])
-    r = s.resolve(_unit(0.9, 0.1, 0), candidates)
+    r = s.resolve(_unit(0.9, 0.1, 0), candidates, DISTANCE_ONLY)
     assert r.status == "resolved" and r.label == "cup" and r.pair_id == 1
     assert r.best is not None and r.best.index == 1
     assert [c.index for c in r.ranked] == [1, 0, 2]
     assert r.speech_distance == pytest.approx(1 - 0.9 / np.hypot(0.9, 0.1), abs=1e-6)
     assert r.ranked[0].image_distance < r.ranked[1].image_distance <= r.ranked[2].image_distance
+    assert all(c.word_probability is None for c in r.ranked)
+    # With mutual exclusivity the ball (candidate 0) is ranked below the thing unlike either taught object:
+    # it is surely the ball, so surely not the cup.
+    r = s.resolve(_unit(0.9, 0.1, 0), candidates)
+    assert [c.index for c in r.ranked] == [1, 2, 0]
+    assert r.ranked[0].word_probability > 0.99 and r.ranked[1].word_probability == pytest.approx(0.5, abs=1e-6)
+    assert r.ranked[2].word_probability < 1e-6
+
+
+def test_mutual_exclusivity_prefers_the_candidate_that_is_no_other_taught_word():
+    s = make_support()  # cup (1, 0, 0, 0), ball (0, 1, 0, 0)
+    ball_like = _unit(0.8, 0.9, 0, 0)  # cosine distance 0.34 to the cup's image, 0.25 to the ball's
+    odd_cup = _unit(0.6, 0, 0.8, 0)  # 0.40 to the cup's image, 1.0 to the ball's
+    candidates = np.stack([ball_like, odd_cup])
+    assert s.resolve(_unit(1, 0, 0), candidates, DISTANCE_ONLY).best.index == 0  # nearest to the cup's image
+    r = s.resolve(_unit(1, 0, 0), candidates)
+    assert r.best.index == 1 and r.best.image_distance == pytest.approx(0.4, abs=1e-6)
+    assert s.resolve(_unit(0, 1, 0), candidates).best.index == 0  # and "ball" still finds the ball
+
+
+def test_mutual_exclusivity_with_one_taught_word_ranks_by_distance():
+    s = SupportSet("cosine")
+    s.add(1, _unit(1, 0), _unit(1, 0, 0), "cup")
+    candidates = np.stack([_unit(0, 1, 0), _unit(1, 0.5, 0), _unit(1, 0.1, 0), _unit(0, 0, 1)])
+    for settings in (MatchSettings(unknown_word_distance=None, not_in_view_distance=None), MatchSettings()):
+        ranked = s.resolve(_unit(1, 0), candidates, settings).ranked
+        assert [c.index for c in ranked] == [2, 1, 0, 3]  # ties (all surely the cup) are broken by distance
+
+
+def test_mutual_exclusivity_never_changes_the_not_in_view_rejection():
+    s = make_support()
+    settings = MatchSettings(unknown_word_distance=None, not_in_view_distance=0.3, mutual_exclusivity=0.05)
+    near_but_ball_like = _unit(1, 0.9, 0, 0)  # 0.26 from the cup's image: within the threshold, yet more like the ball
+    far_but_only_cup = _unit(0.5, 0, 1, 0)  # 0.55 from the cup's image, 1.0 from the ball's
+    r = s.resolve(_unit(1, 0, 0), np.stack([far_but_only_cup, near_but_ball_like]), settings)
+    assert r.status == "resolved" and r.best.index == 1  # candidates beyond the threshold are ranked last
+    r = s.resolve(_unit(1, 0, 0), np.stack([far_but_only_cup]), settings)
+    assert r.status == "not_in_view"
+
+
+def test_word_image_distances_are_the_minimum_over_each_words_images():
+    rng = np.random.default_rng(3)
+    s = SupportSet("cosine")
+    labels = ["cup", "ball", None, "cup", "box", "ball", None, "cup"]
+    images = rng.normal(size=(len(labels), 6)).astype(np.float32)
+    for i, (lab, img) in enumerate(zip(labels, images)):
+        s.add(i, _unit(*rng.normal(size=3)), img, lab)
+    s.remove(4)  # the only "box": its word disappears
+    s.relabel(6, "ball")
+    cand = rng.normal(size=(5, 6)).astype(np.float32)
+    got, words = s.word_image_distances(cand)
+    assert got.shape == (5, len(words)) == (5, 3)  # cup, ball (with pair 6), the unlabelled pair 2
+    full = cosine_distances(cand, images)
+    for j, w in enumerate(words):
+        rows = [s.ids[r] for r in np.flatnonzero(s._groups == w)]
+        assert np.allclose(got[:, j], full[:, rows].min(axis=1), atol=1e-6)
 
 
 def test_both_rejections():

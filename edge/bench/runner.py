@@ -15,7 +15,7 @@ from edge.encoders import ImageEncoder, SpeechEncoder, support_set_for
 from edge.audio import read_wav
 from edge.features import SpeechFeatureSettings, wav_features
 from edge.images import load_image, preprocess_batch
-from edge.matching import cosine_distances
+from edge.matching import DISTANCE_ONLY, MatchSettings, cosine_distances
 
 log = logging.getLogger(__name__)
 BATCH = 64
@@ -33,6 +33,7 @@ class BenchSettings:
     seeds: tuple[int, ...] = (0,)
     min_view_gap: int = 0
     pairs_as_words: bool = False  # True: each pair is its own word (the seeds' K-shot rule); False: pairs of a label form one word
+    mutual_exclusivity: float | None = MatchSettings().mutual_exclusivity  # the daemon's default ranking; None: distance only
 
 
 @dataclass
@@ -41,6 +42,7 @@ class EpisodeOutcome:
 
     episode: Episode
     multimodal: float  # fraction of queries answered with an image of the right class
+    multimodal_distance_only: float  # the same, candidates ranked by distance alone (the seeds' rule), same nearest utterances
     speech: float  # fraction of queries whose nearest support utterance has the right class
     image: float  # fraction of matching images whose nearest support image has the right class
     chosen: list[int] = field(default_factory=list)  # matching-set index chosen for each query
@@ -83,28 +85,29 @@ class EmbeddingCache:
         self.embed_s += time.perf_counter() - t0
 
 
-def score_episode(ep: Episode, cache: EmbeddingCache, pairs_as_words: bool) -> EpisodeOutcome:
-    """Multimodal, speech-only and image-only accuracy of one episode."""
+def score_episode(ep: Episode, cache: EmbeddingCache, pairs_as_words: bool, mutual_exclusivity: float | None = None) -> EpisodeOutcome:
+    """Multimodal (ranked with ``mutual_exclusivity``, and by distance alone), speech-only and image-only accuracy of one episode."""
     support = support_set_for(cache.speech_enc)
     for pid, (s, i, lab) in enumerate(zip(ep.support_speech, ep.support_images, ep.support_labels)):
         support.add(pid, cache.speech[s], cache.images[i], None if pairs_as_words else lab)
     matching = np.stack([cache.images[i] for i in ep.matching])  # (L, E)
     match_labels = ep.classes  # matching[k] is an image of classes[k]
-    right_mm = right_sp = 0
+    ranking = MatchSettings(unknown_word_distance=None, not_in_view_distance=None, mutual_exclusivity=mutual_exclusivity)
+    right_mm = right_dist = right_sp = 0
     chosen = []
     for q in ep.queries:
         truth = cache.speech_items[q].label
-        res = support.resolve(cache.speech[q], matching)
-        best = res.best
-        assert best is not None  # no thresholds in the benchmark, so every request resolves
+        row, _ = support.nearest_utterance(cache.speech[q])  # no thresholds in the benchmark: every request is answered
+        best = support.rank_candidates(row, matching, ranking)[0]
         chosen.append(best.index)
         right_mm += match_labels[best.index] == truth
-        right_sp += ep.support_labels[res.pair_index] == truth  # type: ignore[index]
+        right_dist += match_labels[support.rank_candidates(row, matching, DISTANCE_ONLY)[0].index] == truth
+        right_sp += ep.support_labels[row] == truth
     # Image-only one-shot: classify each matching image by its nearest support image.
     nearest = cosine_distances(matching, support.image_embeddings()).argmin(axis=1)
     right_im = sum(ep.support_labels[n] == lab for n, lab in zip(nearest, match_labels))
     n_q = len(ep.queries)
-    return EpisodeOutcome(ep, right_mm / n_q, right_sp / n_q, right_im / len(match_labels), chosen)
+    return EpisodeOutcome(ep, right_mm / n_q, right_dist / n_q, right_sp / n_q, right_im / len(match_labels), chosen)
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
@@ -141,7 +144,7 @@ def run_benchmark(
         )
         t0 = time.perf_counter()
         seed_out = [
-            score_episode(ep, cache, settings.pairs_as_words)
+            score_episode(ep, cache, settings.pairs_as_words, settings.mutual_exclusivity)
             for ep in tqdm(episodes, desc=f"seed {seed}", disable=not progress, unit="ep", leave=False)
         ]
         match_s += time.perf_counter() - t0
@@ -150,12 +153,14 @@ def run_benchmark(
             {
                 "seed": seed,
                 "accuracy": mean_ci95([o.multimodal for o in seed_out])[0],
+                "accuracy_distance_only": mean_ci95([o.multimodal_distance_only for o in seed_out])[0],
                 "speech_accuracy": mean_ci95([o.speech for o in seed_out])[0],
                 "image_accuracy": mean_ci95([o.image for o in seed_out])[0],
             }
         )
     n_queries = settings.queries * settings.episodes * len(settings.seeds)
     acc, ci = mean_ci95([o.multimodal for o in outcomes])
+    acc_dist, ci_dist = mean_ci95([o.multimodal_distance_only for o in outcomes])
     sp, sp_ci = mean_ci95([o.speech for o in outcomes])
     im, im_ci = mean_ci95([o.image for o in outcomes])
     summary = {
@@ -167,10 +172,13 @@ def run_benchmark(
         "seeds": list(settings.seeds),
         "min_view_gap": settings.min_view_gap,
         "pairs_as_words": settings.pairs_as_words,
+        "mutual_exclusivity": settings.mutual_exclusivity,
         "speech_encoder": speech_enc.encoder_id,
         "image_encoder": image_enc.encoder_id,
         "accuracy": acc,
         "ci95": ci,
+        "accuracy_distance_only": acc_dist,
+        "ci95_distance_only": ci_dist,
         "speech_accuracy": sp,
         "speech_ci95": sp_ci,
         "image_accuracy": im,

@@ -30,7 +30,7 @@ from edge.candidates import Box, iou  # boxes are (x, y, w, h) pixels, as the fi
 from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops, support_set_for
 from edge.features import SpeechFeatureSettings
 from edge.images import load_image
-from edge.matching import cosine_distances
+from edge.matching import DISTANCE_ONLY, MatchSettings, cosine_distances
 from edge.settings import setting
 
 log = logging.getLogger(__name__)
@@ -287,7 +287,7 @@ def run_scene_benchmark(
     """
     sampler = EpisodeSampler(list(speech), list(images), settings.ways, settings.shots, settings.queries, settings.speakers, settings.min_view_gap)
     cache = EmbeddingCache(speech, images, speech_enc, image_enc, features)
-    mm, im, recall, n_cands = [], [], [], []
+    mm, mm_dist, im, recall, n_cands = [], [], [], [], []
     t_start = time.perf_counter()
     for seed in settings.seeds:
         rng = np.random.default_rng(seed)
@@ -299,39 +299,46 @@ def run_scene_benchmark(
             boxes: list[Box] = [tuple(int(v) for v in b) for b in found if b[2] > 0 and b[3] > 0]  # type: ignore[misc]
             recall.append(float(np.mean(recall_hits(scene.boxes, boxes))))
             n_cands.append(len(boxes))
-            a_mm, a_im = _score_scene_episode(ep, scene, boxes, cache, image_enc, settings.pairs_as_words)
+            a_mm, a_dist, a_im = _score_scene_episode(ep, scene, boxes, cache, image_enc, settings.pairs_as_words, settings.mutual_exclusivity)
             mm.append(a_mm)
+            mm_dist.append(a_dist)
             im.append(a_im)
     acc, ci = mean_ci95(mm)
+    acc_dist, ci_dist = mean_ci95(mm_dist)
     im_acc, im_ci = mean_ci95(im)
     n_q = settings.queries * settings.episodes * len(settings.seeds)
     return {
         "ways": settings.ways, "shots": settings.shots, "episodes": settings.episodes, "queries": settings.queries,
         "seeds": list(settings.seeds), "min_view_gap": settings.min_view_gap, "speakers": settings.speakers,
         "speech_encoder": speech_enc.encoder_id, "image_encoder": image_enc.encoder_id,
-        "accuracy": acc, "ci95": ci, "image_accuracy": im_acc, "image_ci95": im_ci,
+        "mutual_exclusivity": settings.mutual_exclusivity, "accuracy": acc, "ci95": ci,
+        "accuracy_distance_only": acc_dist, "ci95_distance_only": ci_dist, "image_accuracy": im_acc, "image_ci95": im_ci,
         "finder_recall": float(np.mean(recall)), "candidates_per_frame": float(np.mean(n_cands)),
         "seconds_per_query": (time.perf_counter() - t_start) / n_q,
     }
 
 
-def _score_scene_episode(ep: Episode, scene: Scene, boxes: list[Box], cache: EmbeddingCache, image_enc: ImageEncoder, pairs_as_words: bool) -> tuple[float, float]:
-    """(multimodal, image-only) accuracy of one episode on one scene."""
+def _score_scene_episode(
+    ep: Episode, scene: Scene, boxes: list[Box], cache: EmbeddingCache, image_enc: ImageEncoder, pairs_as_words: bool, mutual_exclusivity: float | None
+) -> tuple[float, float, float]:
+    """(multimodal, multimodal ranked by distance only, image-only) accuracy of one episode on one scene."""
     if not boxes:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     cand = embed_crops(image_enc, crops_of(scene.frame, boxes))  # (C, E)
     covers = np.array([[iou(b, t) >= IOU_HIT for t in scene.boxes] for b in boxes])  # (C, L): candidate c covers object k
     support = support_set_for(cache.speech_enc)
     for pid, (s, i, lab) in enumerate(zip(ep.support_speech, ep.support_images, ep.support_labels)):
         support.add(pid, cache.speech[s], cache.images[i], None if pairs_as_words else lab)
-    right = 0
+    ranking = MatchSettings(unknown_word_distance=None, not_in_view_distance=None, mutual_exclusivity=mutual_exclusivity)
+    right = right_dist = 0
     for q in ep.queries:
         k = ep.classes.index(cache.speech_items[q].label)
-        best = support.resolve(cache.speech[q], cand).best
-        right += best is not None and bool(covers[best.index, k])
+        row, _ = support.nearest_utterance(cache.speech[q])
+        right += bool(covers[support.rank_candidates(row, cand, ranking)[0].index, k])
+        right_dist += bool(covers[support.rank_candidates(row, cand, DISTANCE_ONLY)[0].index, k])
     dist = cosine_distances(support.image_embeddings(), cand)  # (L*K, C)
     right_im = 0
     for k, c in enumerate(ep.classes):
         rows = [r for r, lab in enumerate(ep.support_labels) if lab == c]
         right_im += bool(covers[int(dist[rows].min(axis=0).argmin()), k])
-    return right / len(ep.queries), right_im / len(ep.classes)
+    return right / len(ep.queries), right_dist / len(ep.queries), right_im / len(ep.classes)

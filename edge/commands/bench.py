@@ -22,6 +22,18 @@ def _seeds(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
 
 
+def _temperature(text: str) -> float | str:
+    if text.strip().lower() in ("off", "none", "null"):
+        return "off"
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0.001:
+        raise argparse.ArgumentTypeError(f"a temperature >= 0.001 or off, got {text!r}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the subcommand."""
     p = sub.add_parser("bench", help="one-shot multimodal matching accuracy (the seeds' protocol)")
@@ -40,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-encoder", default="pixels", help="pixels, digits, objects, default, or an .onnx path")
     p.add_argument("--fuse-dtw", type=float, default=0.0, metavar="W",
                    help="fuse DTW with a model speech encoder at this weight, 0-1 (encoders.fuse_dtw; default 0: the embedding alone)")
+    p.add_argument("--mutual-exclusivity", type=_temperature, metavar="T|off",
+                   help="rank candidates with mutual exclusivity at this temperature (matching.mutual_exclusivity; default: the config's); "
+                        "the distance-only ranking is always reported beside it")
     p.add_argument("--config", type=Path, help="YAML config for the speech feature settings and encoder threads")
     p.add_argument("--json", type=Path, help="write the summary here")
     p.add_argument("--plot", type=Path, help="write a PNG of a few episodes and the accuracy bars here")
@@ -71,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         settings = BenchSettings(
             ways=args.ways, shots=args.shots, episodes=args.episodes, queries=args.queries, speakers=args.speakers,
             seeds=args.seeds or (args.seed,), min_view_gap=args.min_view_gap, pairs_as_words=args.pairs_as_words,
+            mutual_exclusivity={None: cfg.matching.mutual_exclusivity, "off": None}.get(args.mutual_exclusivity, args.mutual_exclusivity),
         )
         summary, outcomes = run_benchmark(speech, images, speech_enc, image_enc, cfg.speech_features, settings, progress=not args.quiet and sys.stderr.isatty())
     except (ConfigError, ModelError, ManifestError, EpisodeError, ValueError, OSError) as exc:

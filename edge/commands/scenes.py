@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             results["bench"] = summary
             print(
                 f"\nscene-level bench, finder {args.bench_finder}, {args.ways}-way {args.shots}-shot, {args.episodes} scenes: "
-                f"multimodal {100 * summary['accuracy']:.1f} ± {100 * summary['ci95']:.1f} %, image-only {100 * summary['image_accuracy']:.1f} ± {100 * summary['image_ci95']:.1f} %, "
+                f"multimodal {100 * summary['accuracy']:.1f} ± {100 * summary['ci95']:.1f} % (distance only {100 * summary['accuracy_distance_only']:.1f} %), image-only {100 * summary['image_accuracy']:.1f} ± {100 * summary['image_ci95']:.1f} %, "
                 f"finder recall {100 * summary['finder_recall']:.1f} %, {summary['candidates_per_frame']:.1f} candidates per frame"
             )
     except (ConfigError, ModelError, ManifestError, EpisodeError, SceneError, ImageError, OSError) as exc:
