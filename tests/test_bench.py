@@ -124,6 +124,7 @@ def test_bench_cli_end_to_end(tmp_path, capsys):
         assert key in summary
     # The toy words and shapes are unambiguous: DTW and pixels get every one right.
     assert summary["accuracy"] == 1.0 and summary["speech_accuracy"] == 1.0 and summary["image_accuracy"] == 1.0
+    assert summary["accuracy_distance_only"] == 1.0 and summary["mutual_exclusivity"] == 0.05  # the config default
     assert summary["seeds"] == [0, 1] and len(summary["per_seed"]) == 2
     table = capsys.readouterr().out
     assert "| 100.0 ± 0.0 |" in table and table.startswith("| speech encoder")
@@ -134,6 +135,20 @@ def test_bench_cli_end_to_end(tmp_path, capsys):
     main(["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "3", "--episodes", "6", "--queries", "5",
           "--seeds", "0,1", "--json", str(out2), "--quiet"])
     assert json.loads(out2.read_text())["per_seed"] == summary["per_seed"]
+
+
+def test_bench_mutual_exclusivity_option(tmp_path, capsys):
+    speech_csv, images_csv = make_toy_data(tmp_path)
+    args = ["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "3", "--episodes", "4", "--queries", "3", "--quiet"]
+    for value, want in (("off", None), ("0.2", 0.2)):
+        out = tmp_path / f"{value}.json"
+        assert main([*args, "--mutual-exclusivity", value, "--json", str(out)]) == 0
+        summary = json.loads(out.read_text())
+        assert summary["mutual_exclusivity"] == want and summary["accuracy"] == summary["accuracy_distance_only"] == 1.0
+    assert "multimodal, distance only %" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([*args, "--mutual-exclusivity", "0"])
+    assert "a temperature >= 0.001 or off, got '0'" in capsys.readouterr().err
 
 
 def test_bench_cli_bad_input(tmp_path, capsys):
