@@ -276,6 +276,7 @@ def run_scene_benchmark(
     finder: Finder | None,
     backgrounds: Sequence[np.ndarray],
     scene_settings: SceneSettings = SceneSettings(),
+    none_of_them_distance: float | None = None,
 ) -> dict[str, Any]:
     """The one-shot benchmark with the matching set cut from a composed scene by ``finder``.
 
@@ -284,7 +285,10 @@ def run_scene_benchmark(
     the queried object (IoU >= 0.5), so a missed or badly cut object costs the answer. Image-only:
     for each class, the candidate nearest its support image(s) must cover that class's object. ``finder`` None
     stands for a perfect finder (the true boxes): what cutting crops out of a scene costs by itself.
+    ``none_of_them_distance``: the daemon's ``not_in_view_distance``, used as it is in the daemon's
+    ranking (the "none of the taught words" outcome of mutual exclusivity), never to reject.
     """
+    ranking = MatchSettings(unknown_word_distance=None, not_in_view_distance=none_of_them_distance, mutual_exclusivity=settings.mutual_exclusivity)
     sampler = EpisodeSampler(list(speech), list(images), settings.ways, settings.shots, settings.queries, settings.speakers, settings.min_view_gap)
     cache = EmbeddingCache(speech, images, speech_enc, image_enc, features)
     mm, mm_dist, im, recall, n_cands = [], [], [], [], []
@@ -299,7 +303,7 @@ def run_scene_benchmark(
             boxes: list[Box] = [tuple(int(v) for v in b) for b in found if b[2] > 0 and b[3] > 0]  # type: ignore[misc]
             recall.append(float(np.mean(recall_hits(scene.boxes, boxes))))
             n_cands.append(len(boxes))
-            a_mm, a_dist, a_im = _score_scene_episode(ep, scene, boxes, cache, image_enc, settings.pairs_as_words, settings.mutual_exclusivity)
+            a_mm, a_dist, a_im = _score_scene_episode(ep, scene, boxes, cache, image_enc, settings.pairs_as_words, ranking)
             mm.append(a_mm)
             mm_dist.append(a_dist)
             im.append(a_im)
@@ -311,7 +315,7 @@ def run_scene_benchmark(
         "ways": settings.ways, "shots": settings.shots, "episodes": settings.episodes, "queries": settings.queries,
         "seeds": list(settings.seeds), "min_view_gap": settings.min_view_gap, "speakers": settings.speakers,
         "speech_encoder": speech_enc.encoder_id, "image_encoder": image_enc.encoder_id,
-        "mutual_exclusivity": settings.mutual_exclusivity, "accuracy": acc, "ci95": ci,
+        "mutual_exclusivity": settings.mutual_exclusivity, "none_of_them_distance": none_of_them_distance, "accuracy": acc, "ci95": ci,
         "accuracy_distance_only": acc_dist, "ci95_distance_only": ci_dist, "image_accuracy": im_acc, "image_ci95": im_ci,
         "finder_recall": float(np.mean(recall)), "candidates_per_frame": float(np.mean(n_cands)),
         "seconds_per_query": (time.perf_counter() - t_start) / n_q,
@@ -319,7 +323,7 @@ def run_scene_benchmark(
 
 
 def _score_scene_episode(
-    ep: Episode, scene: Scene, boxes: list[Box], cache: EmbeddingCache, image_enc: ImageEncoder, pairs_as_words: bool, mutual_exclusivity: float | None
+    ep: Episode, scene: Scene, boxes: list[Box], cache: EmbeddingCache, image_enc: ImageEncoder, pairs_as_words: bool, ranking: MatchSettings
 ) -> tuple[float, float, float]:
     """(multimodal, multimodal ranked by distance only, image-only) accuracy of one episode on one scene."""
     if not boxes:
@@ -329,7 +333,6 @@ def _score_scene_episode(
     support = support_set_for(cache.speech_enc)
     for pid, (s, i, lab) in enumerate(zip(ep.support_speech, ep.support_images, ep.support_labels)):
         support.add(pid, cache.speech[s], cache.images[i], None if pairs_as_words else lab)
-    ranking = MatchSettings(unknown_word_distance=None, not_in_view_distance=None, mutual_exclusivity=mutual_exclusivity)
     right = right_dist = 0
     for q in ep.queries:
         k = ep.classes.index(cache.speech_items[q].label)

@@ -76,11 +76,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"({args.frames} scenes of {args.objects} objects, {scene_settings.frame_width_px}x{scene_settings.frame_height_px}, backgrounds {args.backgrounds})")
         if args.speech:
             enc = EncoderSettings(speech=args.speech_encoder, image=args.image_encoder, backend=cfg.encoders.backend, threads=cfg.encoders.threads)
-            bench = BenchSettings(ways=args.ways, shots=args.shots, episodes=args.episodes, queries=args.queries, seeds=(args.seed,), min_view_gap=args.min_view_gap)
+            bench = BenchSettings(ways=args.ways, shots=args.shots, episodes=args.episodes, queries=args.queries, seeds=(args.seed,),
+                                  min_view_gap=args.min_view_gap, mutual_exclusivity=cfg.matching.mutual_exclusivity)
             finder = None if args.bench_finder == "oracle" else _finder(args.bench_finder, cfg)
             summary = run_scene_benchmark(
                 read_speech_manifest(args.speech), images, load_speech_encoder(enc, cfg.speech_features), load_image_encoder(enc),
-                cfg.speech_features, bench, finder, backgrounds, scene_settings,
+                cfg.speech_features, bench, finder, backgrounds, scene_settings, cfg.matching.not_in_view_distance,
             )
             summary["finder"] = args.bench_finder
             results["bench"] = summary
