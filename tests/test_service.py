@@ -145,17 +145,22 @@ def test_sighup_reloads_thresholds_and_sigterm_stops_cleanly(tmp_path, pulse):
         events.request({"cmd": "teach", "label": "apple"})
         pulse.play(apple)  # the video starts with the apple held up
         assert events.wait_for("taught", timeout_s=8)["label"] == "apple"
-        assert events.request({"cmd": "ask", "wav": str(other)})["event"] == "resolved"  # no rejection yet
+        reply = events.request({"cmd": "ask", "wav": str(other)})
+        assert reply["event"] == "resolved"  # no rejection yet
+        assert reply["word_probability"] == 1.0  # one taught word and no "none of them" outcome: surely apple
 
         values = yaml.safe_load(config.read_text())
         values["matching"]["unknown_word_distance"] = 0.35
+        values["matching"]["mutual_exclusivity"] = None
         config.write_text(yaml.safe_dump(values))
         n = len(events.events)
         daemon.signal(signal.SIGHUP)
-        assert events.wait_for("reloaded", n)["matching"]["unknown_word_distance"] == 0.35
+        reloaded = events.wait_for("reloaded", n)["matching"]
+        assert reloaded["unknown_word_distance"] == 0.35 and reloaded["mutual_exclusivity"] is None
         reply = events.request({"cmd": "ask", "wav": str(other)})
         assert reply["event"] == "unknown_word", reply
-        assert events.request({"cmd": "ask", "wav": str(apple)})["event"] == "resolved"
+        reply = events.request({"cmd": "ask", "wav": str(apple)})
+        assert reply["event"] == "resolved" and reply["word_probability"] is None  # ranked by distance alone now
 
         config.write_text("matching: {unknown_word_distance: -1}\n")  # a broken edit: refused, old values kept
         n = len(events.events)
