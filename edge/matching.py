@@ -8,7 +8,7 @@ mutual exclusivity: a candidate that looks more like another taught word's image
 be the one asked for (a bias children show when they learn words). Two rejections
 guard the answer: the request is an ``unknown_word`` when even the nearest utterance is too far,
 and ``not_in_view`` when even the best candidate is too far from what was taught.
-Pure numpy; the daemon and the benchmark use these same objects.
+numpy and scipy only; the daemon and the benchmark use these same objects.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-
 from scipy.special import logsumexp
 
 from edge.dtw import dtw_one_to_many
@@ -86,7 +85,7 @@ class MatchSettings:
         0.05,
         "rank candidates by how surely each is the asked word rather than another taught word (mutual exclusivity): "
         "softmax temperature as a fraction of the median candidate-to-taught-image distance, chosen on background data "
-        "(Omniglot's evaluation alphabets, docs/encoders.md); "
+        "(Omniglot's evaluation alphabets, edge/models/README.md); "
         "null ranks by distance to the word's images alone (the seeds' rule)",
         min=0.001,
     )
@@ -258,8 +257,6 @@ class SupportSet:
         """(C, G) cosine distance from each candidate to each taught word (minimum over its images), and the (G,) word ids."""
         d = 1.0 - l2_normalise(candidates) @ self._images[: len(self)].T  # (C, N)
         words, inverse = np.unique(self._groups, return_inverse=True)
-        if len(words) == len(self):  # one image per word: columns already are words
-            return d[:, np.argsort(inverse)], words
         order = np.argsort(inverse, kind="stable")
         starts = np.searchsorted(inverse[order], np.arange(len(words)))
         return np.minimum.reduceat(d[:, order], starts, axis=1), words

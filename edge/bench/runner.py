@@ -85,14 +85,13 @@ class EmbeddingCache:
         self.embed_s += time.perf_counter() - t0
 
 
-def score_episode(ep: Episode, cache: EmbeddingCache, pairs_as_words: bool, mutual_exclusivity: float | None = None) -> EpisodeOutcome:
-    """Multimodal (ranked with ``mutual_exclusivity``, and by distance alone), speech-only and image-only accuracy of one episode."""
+def score_episode(ep: Episode, cache: EmbeddingCache, pairs_as_words: bool, ranking: MatchSettings = DISTANCE_ONLY) -> EpisodeOutcome:
+    """Multimodal (candidates ranked with ``ranking``, and by distance alone), speech-only and image-only accuracy of one episode."""
     support = support_set_for(cache.speech_enc)
     for pid, (s, i, lab) in enumerate(zip(ep.support_speech, ep.support_images, ep.support_labels)):
         support.add(pid, cache.speech[s], cache.images[i], None if pairs_as_words else lab)
     matching = np.stack([cache.images[i] for i in ep.matching])  # (L, E)
     match_labels = ep.classes  # matching[k] is an image of classes[k]
-    ranking = MatchSettings(unknown_word_distance=None, not_in_view_distance=None, mutual_exclusivity=mutual_exclusivity)
     right_mm = right_dist = right_sp = 0
     chosen = []
     for q in ep.queries:
@@ -134,6 +133,7 @@ def run_benchmark(
     outcomes: list[EpisodeOutcome] = []
     per_seed = []
     match_s = 0.0
+    ranking = MatchSettings(unknown_word_distance=None, not_in_view_distance=None, mutual_exclusivity=settings.mutual_exclusivity)
     for seed in settings.seeds:
         rng = np.random.default_rng(seed)
         episodes = [sampler.sample(rng) for _ in range(settings.episodes)]
@@ -144,7 +144,7 @@ def run_benchmark(
         )
         t0 = time.perf_counter()
         seed_out = [
-            score_episode(ep, cache, settings.pairs_as_words, settings.mutual_exclusivity)
+            score_episode(ep, cache, settings.pairs_as_words, ranking)
             for ep in tqdm(episodes, desc=f"seed {seed}", disable=not progress, unit="ep", leave=False)
         ]
         match_s += time.perf_counter() - t0
