@@ -89,6 +89,13 @@ class MatchSettings:
         "null ranks by distance to the word's images alone (the seeds' rule)",
         min=0.001,
     )
+    word_best_of: int = setting(
+        1,
+        "a spoken request names the word whose N nearest taught utterances are nearest on average (all of them for "
+        "a word taught fewer times); 1 = the single nearest utterance (the seeds' rule)",
+        min=1,
+        max=20,
+    )
 
 
 NO_REJECTION = MatchSettings(unknown_word_distance=None, not_in_view_distance=None)  # the benchmark: every request answered
@@ -235,19 +242,44 @@ class SupportSet:
             return dtw_one_to_many(query, self._speech_rows).astype(np.float32)
         return self._cosine_to_taught(unpack_fused(query)[0] if self.metric == "fused" else query)
 
-    def nearest_utterance(self, query: np.ndarray) -> tuple[int, float]:
-        """(row, distance) of the taught utterance nearest to the query, by this set's metric."""
+    def nearest_utterance(self, query: np.ndarray, best_of: int = 1) -> tuple[int, float]:
+        """(row, distance) of the taught utterance nearest to the query, by this set's metric.
+
+        With ``best_of`` > 1 the nearest *word* is chosen first: each word's score is the mean of its
+        ``best_of`` best utterance scores (all of them when it was taught fewer times), and the row
+        returned is that word's nearest utterance. With "fused", only the shortlist is re-ranked by DTW;
+        a word's utterances outside it count as the shortlist's worst score.
+        """
+        if best_of < 1:
+            raise ValueError(f"best_of must be at least 1, got {best_of}")
         if self.metric != "fused" or self.dtw_weight == 0.0 or len(self) == 1:
             speech_d = self.speech_distances(query)
-            row = int(np.argmin(speech_d))
-            return row, float(speech_d[row])
-        vector, frames = unpack_fused(query)
-        speech_d = self._cosine_to_taught(vector)
-        shortlist = np.argsort(speech_d, kind="stable")[:FUSED_SHORTLIST]
-        dtw_d = dtw_one_to_many(frames, [self._speech_rows[i] for i in shortlist])
-        fused = self.dtw_weight * zscore(dtw_d) + (1.0 - self.dtw_weight) * zscore(speech_d[shortlist])
-        row = int(shortlist[int(np.argmin(fused))])
+            rows, scores = np.arange(len(self)), speech_d.astype(np.float64)
+        else:
+            vector, frames = unpack_fused(query)
+            speech_d = self._cosine_to_taught(vector)
+            rows = np.argsort(speech_d, kind="stable")[: FUSED_SHORTLIST * best_of]
+            dtw_d = dtw_one_to_many(frames, [self._speech_rows[i] for i in rows])
+            scores = self.dtw_weight * zscore(dtw_d) + (1.0 - self.dtw_weight) * zscore(speech_d[rows])
+        word_scores = self._word_scores(rows, scores, best_of) if best_of > 1 else scores
+        row = int(rows[np.lexsort((scores, word_scores))[0]])  # the best word's nearest utterance
         return row, float(speech_d[row])
+
+    def _word_scores(self, rows: np.ndarray, scores: np.ndarray, best_of: int) -> np.ndarray:
+        """Each row's score replaced by its word's: the mean of the word's ``best_of`` best (missing rows count as the worst score)."""
+        groups = self._groups[rows]
+        words, inverse, shots = np.unique(self._groups[: len(self)], return_inverse=True, return_counts=True)
+        g = np.searchsorted(words, groups)  # word index of each scored row
+        order = np.lexsort((scores, g))
+        first = np.searchsorted(g[order], g[order], side="left")
+        rank = np.empty(len(rows), np.int64)
+        rank[order] = np.arange(len(rows)) - first  # 0 for a word's best scored row
+        wanted = np.minimum(shots, best_of)  # per word
+        keep = rank < wanted[g]
+        total = np.bincount(g[keep], weights=scores[keep], minlength=len(words))
+        have = np.bincount(g[keep], minlength=len(words))
+        total += (wanted - have) * scores.max()  # rows outside the scored set are no better than the worst in it
+        return (total / wanted)[g]
 
     def word_rows(self, row: int) -> np.ndarray:
         """Rows taught as the same word as ``row`` (same label; an unlabelled pair is a word of its own)."""
@@ -293,7 +325,7 @@ class SupportSet:
         """
         if len(self) == 0:
             return Resolution(status="nothing_taught")
-        row, speech_distance = self.nearest_utterance(query)
+        row, speech_distance = self.nearest_utterance(query, settings.word_best_of)
         found = dict(pair_index=row, pair_id=self._ids[row], label=self._labels[row], speech_distance=speech_distance)
         if settings.unknown_word_distance is not None and speech_distance > settings.unknown_word_distance:
             return Resolution(status="unknown_word", **found)

@@ -15,7 +15,7 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from edge.settings import setting
@@ -239,11 +239,7 @@ class Daemon:
             self.notifier.notify("READY=1", "STATUS=reload refused (see log)")
             return False
         self.controller.set_matching(new.matching)
-        self.controller.publish({"event": "reloaded", "matching": {
-            "unknown_word_distance": new.matching.unknown_word_distance,
-            "not_in_view_distance": new.matching.not_in_view_distance,
-            "mutual_exclusivity": new.matching.mutual_exclusivity,
-        }})
+        self.controller.publish({"event": "reloaded", "matching": asdict(new.matching)})
         self.notifier.notify("READY=1", "STATUS=thresholds reloaded")
         return True
 

@@ -151,6 +151,18 @@ def test_bench_mutual_exclusivity_option(tmp_path, capsys):
     assert "a temperature >= 0.001 or off, got '0'" in capsys.readouterr().err
 
 
+def test_bench_word_best_of_option(tmp_path, capsys):
+    speech_csv, images_csv = make_toy_data(tmp_path)
+    args = ["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "3", "--shots", "3", "--episodes", "4", "--queries", "3", "--quiet"]
+    for value, want in ((None, 1), ("2", 2)):  # None: the config default
+        out = tmp_path / f"{value}.json"
+        assert main([*args, *(["--word-best-of", value] if value else []), "--json", str(out)]) == 0
+        summary = json.loads(out.read_text())
+        assert summary["word_best_of"] == want and summary["speech_accuracy"] == 1.0  # the toy words are unambiguous
+    assert main([*args, "--word-best-of", "0"]) == 1
+    assert "--word-best-of must be >= 1, got 0" in capsys.readouterr().err
+
+
 def test_bench_cli_bad_input(tmp_path, capsys):
     speech_csv, images_csv = make_toy_data(tmp_path)
     assert main(["bench", "--speech", str(tmp_path / "none.csv"), "--images", str(images_csv), "--quiet"]) == 1

@@ -246,3 +246,71 @@ def test_shipped_speech_encoder_fused_with_dtw_packs_both_and_matches():
     r = support.resolve(enc.embed([utterances[2] + 0.01])[0], np.eye(3, dtype=np.float32))
     assert r.label == "w2" and r.best.index == 2 and r.speech_distance < 0.01
     assert load_speech_encoder(EncoderSettings(speech="dtw", fuse_dtw=0.5), SpeechFeatureSettings()).metric == "dtw"
+
+
+def _word_by_brute_force(dist: np.ndarray, labels: list[str], best_of: int) -> str:
+    """The word whose min(best_of, shots) nearest rows have the smallest mean distance."""
+    words = sorted(set(labels))
+    means = [np.sort(dist[[i for i, lab in enumerate(labels) if lab == w]])[:best_of].mean() for w in words]
+    return words[int(np.argmin(means))]
+
+
+def test_word_best_of_lets_a_word_with_several_close_utterances_beat_one_close_outlier():
+    s = SupportSet("cosine")
+    # "cup": one utterance very near the query, the others far; "cat": three utterances fairly near.
+    for pid, (vec, lab) in enumerate([((1, 0.05, 0), "cup"), ((0, 0, 1), "cup"), ((0, 0.2, 1), "cup"),
+                                      ((1, 0.3, 0), "cat"), ((1, 0.32, 0), "cat"), ((1, 0.34, 0), "cat")]):
+        s.add(pid, _unit(*vec), _unit(1, 0), lab)
+    query = _unit(1, 0, 0)
+    assert s.labels[s.nearest_utterance(query)[0]] == "cup"
+    row, dist = s.nearest_utterance(query, best_of=2)
+    # the row returned is the chosen word's nearest utterance, with its own distance
+    assert s.labels[row] == "cat" and row == 3 and dist == pytest.approx(1 - float(query @ _unit(1, 0.3, 0)), abs=1e-6)
+    assert s.resolve(query, np.stack([_unit(1, 0)]), MatchSettings(word_best_of=2)).label == "cat"
+    assert s.resolve(query, np.stack([_unit(1, 0)]), MatchSettings()).label == "cup"  # the default: nearest utterance
+    with pytest.raises(ValueError, match="best_of"):
+        s.nearest_utterance(query, best_of=0)
+
+
+@pytest.mark.parametrize("best_of", [1, 2, 3, 5])
+def test_word_best_of_matches_brute_force_with_words_taught_different_numbers_of_times(best_of):
+    rng = np.random.default_rng(best_of)
+    for _ in range(20):
+        s = SupportSet("cosine")
+        labels = []
+        for w in range(6):
+            for _ in range(int(rng.integers(1, 6))):
+                s.add(len(labels), rng.normal(size=8), _unit(1, 0), f"w{w}")
+                labels.append(f"w{w}")
+        s.remove(0)  # rows move; the words must follow them
+        labels = labels[1:]
+        query = rng.normal(size=8)
+        dist = s.speech_distances(query)
+        row, _ = s.nearest_utterance(query, best_of)
+        assert s.labels[row] == _word_by_brute_force(dist, labels, best_of)
+        assert dist[row] == dist[[i for i, lab in enumerate(labels) if lab == s.labels[row]]].min()
+
+
+def test_fused_word_best_of_counts_utterances_outside_the_shortlist_as_the_worst_score():
+    from edge import matching
+
+    rng = np.random.default_rng(3)
+    s = SupportSet("fused", dtw_weight=0.5)
+    frames = [rng.normal(size=(20, 39)).astype(np.float32) for _ in range(40)]
+    vectors = rng.normal(size=(40, 16))
+    labels = [f"w{i % 8}" for i in range(40)]
+    for i in range(40):
+        s.add(i, pack_fused(vectors[i], frames[i]), _unit(1, 0), labels[i])
+    query = pack_fused(rng.normal(size=16), rng.normal(size=(22, 39)))
+    q_vec, q_frames = unpack_fused(query)
+    cos = s.speech_distances(query)
+    for best_of in (1, 2, 3):
+        short = np.argsort(cos, kind="stable")[: matching.FUSED_SHORTLIST * best_of]
+        dtw = dtw_one_to_many(q_frames, [frames[i] for i in short])
+        fused = 0.5 * matching.zscore(dtw) + 0.5 * matching.zscore(cos[short])
+        worst = fused.max()
+        full = np.full(40, worst)  # every utterance outside the shortlist scores the worst shortlisted score
+        full[short] = fused
+        expect = _word_by_brute_force(full, labels, best_of)
+        row, _ = s.nearest_utterance(query, best_of)
+        assert s.labels[row] == expect and row in short

@@ -152,11 +152,12 @@ def test_sighup_reloads_thresholds_and_sigterm_stops_cleanly(tmp_path, pulse):
         values = yaml.safe_load(config.read_text())
         values["matching"]["unknown_word_distance"] = 0.35
         values["matching"]["mutual_exclusivity"] = None
+        values["matching"]["word_best_of"] = 3
         config.write_text(yaml.safe_dump(values))
         n = len(events.events)
         daemon.signal(signal.SIGHUP)
         reloaded = events.wait_for("reloaded", n)["matching"]
-        assert reloaded["unknown_word_distance"] == 0.35 and reloaded["mutual_exclusivity"] is None
+        assert reloaded["unknown_word_distance"] == 0.35 and reloaded["mutual_exclusivity"] is None and reloaded["word_best_of"] == 3
         reply = events.request({"cmd": "ask", "wav": str(other)})
         assert reply["event"] == "unknown_word", reply
         reply = events.request({"cmd": "ask", "wav": str(apple)})

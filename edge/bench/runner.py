@@ -34,6 +34,7 @@ class BenchSettings:
     min_view_gap: int = 0
     pairs_as_words: bool = False  # True: each pair is its own word (the seeds' K-shot rule); False: pairs of a label form one word
     mutual_exclusivity: float | None = MatchSettings().mutual_exclusivity  # the daemon's default ranking; None: distance only
+    word_best_of: int = MatchSettings().word_best_of  # a request names the word whose N nearest utterances are nearest on average
 
 
 @dataclass
@@ -96,7 +97,7 @@ def score_episode(ep: Episode, cache: EmbeddingCache, pairs_as_words: bool, rank
     chosen = []
     for q in ep.queries:
         truth = cache.speech_items[q].label
-        row, _ = support.nearest_utterance(cache.speech[q])  # no thresholds in the benchmark: every request is answered
+        row, _ = support.nearest_utterance(cache.speech[q], ranking.word_best_of)  # no thresholds in the benchmark: every request is answered
         best = support.rank_candidates(row, matching, ranking)[0]
         chosen.append(best.index)
         right_mm += match_labels[best.index] == truth
@@ -133,7 +134,8 @@ def run_benchmark(
     outcomes: list[EpisodeOutcome] = []
     per_seed = []
     match_s = 0.0
-    ranking = MatchSettings(unknown_word_distance=None, not_in_view_distance=None, mutual_exclusivity=settings.mutual_exclusivity)
+    ranking = MatchSettings(unknown_word_distance=None, not_in_view_distance=None, mutual_exclusivity=settings.mutual_exclusivity,
+                            word_best_of=settings.word_best_of)
     for seed in settings.seeds:
         rng = np.random.default_rng(seed)
         episodes = [sampler.sample(rng) for _ in range(settings.episodes)]
@@ -173,6 +175,7 @@ def run_benchmark(
         "min_view_gap": settings.min_view_gap,
         "pairs_as_words": settings.pairs_as_words,
         "mutual_exclusivity": settings.mutual_exclusivity,
+        "word_best_of": settings.word_best_of,
         "speech_encoder": speech_enc.encoder_id,
         "image_encoder": image_enc.encoder_id,
         "accuracy": acc,

@@ -288,7 +288,8 @@ def run_scene_benchmark(
     ``none_of_them_distance``: the daemon's ``not_in_view_distance``, used as it is in the daemon's
     ranking (the "none of the taught words" outcome of mutual exclusivity), never to reject.
     """
-    ranking = MatchSettings(unknown_word_distance=None, not_in_view_distance=none_of_them_distance, mutual_exclusivity=settings.mutual_exclusivity)
+    ranking = MatchSettings(unknown_word_distance=None, not_in_view_distance=none_of_them_distance, mutual_exclusivity=settings.mutual_exclusivity,
+                            word_best_of=settings.word_best_of)
     sampler = EpisodeSampler(list(speech), list(images), settings.ways, settings.shots, settings.queries, settings.speakers, settings.min_view_gap)
     cache = EmbeddingCache(speech, images, speech_enc, image_enc, features)
     mm, mm_dist, im, recall, n_cands = [], [], [], [], []
@@ -315,7 +316,7 @@ def run_scene_benchmark(
         "ways": settings.ways, "shots": settings.shots, "episodes": settings.episodes, "queries": settings.queries,
         "seeds": list(settings.seeds), "min_view_gap": settings.min_view_gap, "speakers": settings.speakers,
         "speech_encoder": speech_enc.encoder_id, "image_encoder": image_enc.encoder_id,
-        "mutual_exclusivity": settings.mutual_exclusivity, "none_of_them_distance": none_of_them_distance, "accuracy": acc, "ci95": ci,
+        "mutual_exclusivity": settings.mutual_exclusivity, "word_best_of": settings.word_best_of, "none_of_them_distance": none_of_them_distance, "accuracy": acc, "ci95": ci,
         "accuracy_distance_only": acc_dist, "ci95_distance_only": ci_dist, "image_accuracy": im_acc, "image_ci95": im_ci,
         "finder_recall": float(np.mean(recall)), "candidates_per_frame": float(np.mean(n_cands)),
         "seconds_per_query": (time.perf_counter() - t_start) / n_q,
@@ -336,7 +337,7 @@ def _score_scene_episode(
     right = right_dist = 0
     for q in ep.queries:
         k = ep.classes.index(cache.speech_items[q].label)
-        row, _ = support.nearest_utterance(cache.speech[q])
+        row, _ = support.nearest_utterance(cache.speech[q], ranking.word_best_of)
         right += bool(covers[support.rank_candidates(row, cand, ranking)[0].index, k])
         right_dist += bool(covers[support.rank_candidates(row, cand, DISTANCE_ONLY)[0].index, k])
     dist = cosine_distances(support.image_embeddings(), cand)  # (L*K, C)
