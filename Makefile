@@ -37,7 +37,7 @@ bench: system-deps $(VENV)/.runtime
 	$(VENV)/bin/showsay data mnist --root $(SHARED)/mnist --out $(OUT)/data/mnist
 	$(VENV)/bin/showsay bench --speech $(OUT)/data/fsdd.csv --images $(OUT)/data/mnist/mnist.csv \
 		--ways 10 --shots 1 --episodes 400 --queries 10 --seed 0 \
-		--speech-encoder dtw --image-encoder pixels --json $(OUT)/bench.json --plot $(OUT)/bench.png
+		--speech-encoder dtw --dtw-warp 0 --image-encoder pixels --json $(OUT)/bench.json --plot $(OUT)/bench.png
 
 test: system-deps $(VENV)/.dev
 	$(PY) -m pytest -q

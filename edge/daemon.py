@@ -38,7 +38,7 @@ import numpy as np
 
 from edge.audio import read_wav, resample, to_float
 from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops, support_set_for
-from edge.features import SpeechFeatureSettings, speech_features
+from edge.features import SpeechFeatureSettings, speech_features, warped_speech_features
 from edge.fileio import write_atomic
 from edge.matching import MatchSettings, Resolution
 from edge.settings import setting
@@ -573,10 +573,22 @@ class Controller:
 
     # ------------------------------------------------------------------ requests
 
-    def _features(self, pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+    def _speech_samples(self, pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
         rate = self.feature_settings.sample_rate_hz
         samples = resample(to_float(np.asarray(pcm)), int(sample_rate_hz), rate)
-        return speech_features(trim_to_speech(samples, rate, self.utterances.trim_below_peak_db), self.feature_settings)
+        return trim_to_speech(samples, rate, self.utterances.trim_below_peak_db)
+
+    def _features(self, pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+        return speech_features(self._speech_samples(pcm, sample_rate_hz), self.feature_settings)
+
+    def _request_features(self, pcm: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """A request's features, and those of its frequency-warped copies when DTW compares utterances (``matching.dtw_warp``)."""
+        samples = self._speech_samples(pcm, sample_rate_hz)
+        feats = speech_features(samples, self.feature_settings)
+        warp = self.matching.dtw_warp
+        if warp <= 0 or self.support.metric == "cosine":
+            return feats, []
+        return feats, warped_speech_features(samples, self.feature_settings, warp)
 
     def embed_speech(self, pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
         """What the support set compares for one utterance: an embedding, or DTW's feature matrix."""
@@ -605,7 +617,7 @@ class Controller:
 
     def _answer(self, pcm: np.ndarray, rate: int, started_s: float, utterance: Any | None) -> Event:
         self.counts["requests"] += 1
-        feats = self._features(pcm, rate)
+        feats, warped = self._request_features(pcm, rate)
         t_features = self._clock()
         query = np.asarray(self.speech_encoder.embed([feats])[0], np.float32)
         t_speech = self._clock()
@@ -614,10 +626,10 @@ class Controller:
         view, cached = self._current_view()
         t_view = self._clock()
         empty = np.zeros((0, 1), np.float32)
-        res = self.support.resolve(query, view.embeddings if view and view.candidates else empty, self.matching)
+        res = self.support.resolve(query, view.embeddings if view and view.candidates else empty, self.matching, warped)
         used = view
         if res.status in ("not_in_view", "no_candidates") and self.answers.recent_view_s > 0:
-            res, used = self._resolve_recent(query, res, view)
+            res, used = self._resolve_recent(query, warped, res, view)
         t_match = self._clock()
         base: Event = {
             "pair_id": res.pair_id,
@@ -657,14 +669,14 @@ class Controller:
         event["image"] = self._save(used, cand, res, "resolved")
         return self.publish(event)
 
-    def _resolve_recent(self, query: np.ndarray, res: Resolution, current: View | None) -> tuple[Resolution, View | None]:
+    def _resolve_recent(self, query: np.ndarray, warped: list[np.ndarray], res: Resolution, current: View | None) -> tuple[Resolution, View | None]:
         """Search the views of the last ``recent_view_s`` seconds, newest first; the first resolution wins."""
         for view in reversed(self._views):
             if view is current or not view.candidates:
                 continue
             if current is not None and current.frame.time_s - view.frame.time_s > self.answers.recent_view_s:
                 break
-            again = self.support.resolve(query, view.embeddings, self.matching)
+            again = self.support.resolve(query, view.embeddings, self.matching, warped)
             if again.status == "resolved":
                 return again, view
         return res, current

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Mapping
 
 import numpy as np
@@ -94,3 +95,22 @@ def speech_features(samples: np.ndarray, settings: SpeechFeatureSettings) -> np.
 def wav_features(path: str | os.PathLike, settings: SpeechFeatureSettings) -> np.ndarray:
     """Features of a wav file: :func:`read_wav` then :func:`speech_features`."""
     return speech_features(read_wav(path, settings.sample_rate_hz), settings)
+
+
+def warped_speech_features(samples: np.ndarray, settings: SpeechFeatureSettings, warp: float) -> list[np.ndarray]:
+    """Features of two copies of the samples with every frequency scaled by 1 - ``warp`` and 1 + ``warp``.
+
+    The copies are resampled and read at the original rate, so formants, pitch and tempo scale
+    together: roughly how the same word sounds from a speaker with a shorter or longer vocal tract.
+    DTW compares a request with these copies too (``matching.dtw_warp``).
+    """
+    from scipy.signal import resample_poly
+
+    if not 0.0 < warp < 1.0:
+        raise ValueError(f"warp must be in (0, 1), got {warp}")
+    x = np.asarray(samples, np.float32)
+    out = []
+    for factor in (1.0 - warp, 1.0 + warp):
+        ratio = Fraction(factor).limit_denominator(100)  # n / d: d samples become n, then read at the same rate
+        out.append(speech_features(resample_poly(x, ratio.denominator, ratio.numerator).astype(np.float32), settings))
+    return out

@@ -13,7 +13,7 @@ numpy and scipy only; the daemon and the benchmark use these same objects.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 from scipy.special import logsumexp
@@ -95,6 +95,14 @@ class MatchSettings:
         "a word taught fewer times); 1 = the single nearest utterance (the seeds' rule)",
         min=1,
         max=20,
+    )
+    dtw_warp: float = setting(
+        0.15,
+        "DTW (speech: dtw, or fused) also compares a request with copies of it whose frequencies are scaled by 1 - and "
+        "1 + this (speakers' vocal tracts differ in length), and the lowest cost counts; chosen on background words "
+        "(edge/models/README.md); 0 compares the request as heard (the seeds' rule)",
+        min=0.0,
+        max=0.5,
     )
 
 
@@ -242,8 +250,18 @@ class SupportSet:
             return dtw_one_to_many(query, self._speech_rows).astype(np.float32)
         return self._cosine_to_taught(unpack_fused(query)[0] if self.metric == "fused" else query)
 
-    def nearest_utterance(self, query: np.ndarray, best_of: int = 1) -> tuple[int, float]:
+    def _dtw_to_rows(self, frames: Sequence[np.ndarray], rows: np.ndarray) -> np.ndarray:
+        """DTW cost from the query (the lowest over its frame matrices: as heard, then warped copies) to these rows."""
+        refs = [self._speech_rows[i] for i in rows]
+        return np.min([dtw_one_to_many(f, refs) for f in frames], axis=0)
+
+    def nearest_utterance(self, query: np.ndarray, best_of: int = 1, warped: Sequence[np.ndarray] = ()) -> tuple[int, float]:
         """(row, distance) of the taught utterance nearest to the query, by this set's metric.
+
+        ``warped``: feature frames of frequency-warped copies of the query
+        (:func:`edge.features.warped_speech_features`); DTW takes the lowest cost over the query and
+        them. The cosine part (and the distance of "fused", compared with ``unknown_word_distance``)
+        uses the query's embedding alone.
 
         With ``best_of`` > 1 the nearest *word* is chosen first: each word's score is the mean of its
         ``best_of`` best utterance scores (all of them when it was taught fewer times), and the row
@@ -252,14 +270,17 @@ class SupportSet:
         """
         if best_of < 1:
             raise ValueError(f"best_of must be at least 1, got {best_of}")
-        if self.metric != "fused" or self.dtw_weight == 0.0 or len(self) == 1:
+        if self.metric == "dtw":
+            speech_d = self._dtw_to_rows([query, *warped], np.arange(len(self))).astype(np.float32)
+            rows, scores = np.arange(len(self)), speech_d.astype(np.float64)
+        elif self.metric != "fused" or self.dtw_weight == 0.0 or len(self) == 1:
             speech_d = self.speech_distances(query)
             rows, scores = np.arange(len(self)), speech_d.astype(np.float64)
         else:
             vector, frames = unpack_fused(query)
             speech_d = self._cosine_to_taught(vector)
             rows = np.argsort(speech_d, kind="stable")[: FUSED_SHORTLIST * best_of]
-            dtw_d = dtw_one_to_many(frames, [self._speech_rows[i] for i in rows])
+            dtw_d = self._dtw_to_rows([frames, *warped], rows)
             scores = self.dtw_weight * zscore(dtw_d) + (1.0 - self.dtw_weight) * zscore(speech_d[rows])
         word_scores = self._word_scores(rows, scores, best_of) if best_of > 1 else scores
         row = int(rows[np.lexsort((scores, word_scores))[0]])  # the best word's nearest utterance
@@ -318,14 +339,15 @@ class SupportSet:
         order = np.lexsort((image_d, -np.minimum(p, SURE), beyond))  # within the threshold, then most probable, then nearest
         return tuple(RankedCandidate(int(c), float(image_d[c]), float(p[c])) for c in order)
 
-    def resolve(self, query: np.ndarray, candidates: np.ndarray, settings: MatchSettings = NO_REJECTION) -> Resolution:
+    def resolve(self, query: np.ndarray, candidates: np.ndarray, settings: MatchSettings = NO_REJECTION,
+                warped: Sequence[np.ndarray] = ()) -> Resolution:
         """Answer a request: nearest taught word, then the candidates ranked for it (:meth:`rank_candidates`).
 
-        ``candidates`` is (C, E): the image embeddings of what is in view.
+        ``candidates`` is (C, E): the image embeddings of what is in view; ``warped``: see :meth:`nearest_utterance`.
         """
         if len(self) == 0:
             return Resolution(status="nothing_taught")
-        row, speech_distance = self.nearest_utterance(query, settings.word_best_of)
+        row, speech_distance = self.nearest_utterance(query, settings.word_best_of, warped)
         found = dict(pair_index=row, pair_id=self._ids[row], label=self._labels[row], speech_distance=speech_distance)
         if settings.unknown_word_distance is not None and speech_distance > settings.unknown_word_distance:
             return Resolution(status="unknown_word", **found)

@@ -163,6 +163,18 @@ def test_bench_word_best_of_option(tmp_path, capsys):
     assert "--word-best-of must be >= 1, got 0" in capsys.readouterr().err
 
 
+def test_bench_dtw_warp_option(tmp_path, capsys):
+    speech_csv, images_csv = make_toy_data(tmp_path)  # speakers' pitches 10% apart
+    args = ["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "3", "--episodes", "4", "--queries", "3", "--quiet"]
+    for value, want in ((None, 0.15), ("0", 0.0)):  # None: the config default
+        out = tmp_path / f"{value}.json"
+        assert main([*args, *(["--dtw-warp", value] if value else []), "--json", str(out)]) == 0
+        summary = json.loads(out.read_text())
+        assert summary["dtw_warp"] == want and summary["speech_accuracy"] == 1.0
+    assert main([*args, "--dtw-warp", "0.7"]) == 1
+    assert "--dtw-warp must be in [0, 0.5], got 0.7" in capsys.readouterr().err
+
+
 def test_bench_cli_bad_input(tmp_path, capsys):
     speech_csv, images_csv = make_toy_data(tmp_path)
     assert main(["bench", "--speech", str(tmp_path / "none.csv"), "--images", str(images_csv), "--quiet"]) == 1

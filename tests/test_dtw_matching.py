@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edge.dtw import dtw_distance, dtw_one_to_many
-from edge.matching import DISTANCE_ONLY, MatchSettings, SupportSet, cosine_distances, pack_fused, unpack_fused
+from edge.matching import DISTANCE_ONLY, NO_REJECTION, MatchSettings, SupportSet, cosine_distances, pack_fused, unpack_fused
 
 
 def test_dtw_hand_computed():
@@ -314,3 +314,25 @@ def test_fused_word_best_of_counts_utterances_outside_the_shortlist_as_the_worst
         expect = _word_by_brute_force(full, labels, best_of)
         row, _ = s.nearest_utterance(query, best_of)
         assert s.labels[row] == expect and row in short
+
+
+def test_dtw_takes_the_lowest_cost_over_the_request_and_its_warped_copies():
+    rng = np.random.default_rng(4)
+    taught = [rng.normal(size=(20 + 3 * i, 39)).astype(np.float32) for i in range(3)]
+    heard = taught[0] + 1.5 * rng.normal(size=taught[0].shape).astype(np.float32)  # word 0, blurred
+    copy_of_2 = taught[2] + 0.01  # a warped copy that matches word 2 almost exactly
+    for metric in ("dtw", "fused"):
+        s = SupportSet(metric, dtw_weight=1.0)  # fused with all weight on DTW: the shortlist is everything here
+        for i, frames in enumerate(taught):
+            speech = frames if metric == "dtw" else pack_fused(_unit(1, i, 0), frames)
+            s.add(i, speech, _unit(1, 0), f"w{i}")
+        query = heard if metric == "dtw" else pack_fused(_unit(1, 0.1, 0), heard)
+        row, dist = s.nearest_utterance(query)
+        assert row == 0
+        row, dist_warped = s.nearest_utterance(query, 1, [copy_of_2])
+        assert row == 2
+        if metric == "dtw":  # the distance reported is the lowest DTW cost
+            assert dist_warped == pytest.approx(dtw_distance(copy_of_2, taught[2]), abs=1e-5)
+        else:  # fused reports the embedding's cosine distance, whatever DTW chose
+            assert dist_warped == pytest.approx(1 - float(_unit(1, 0.1, 0) @ _unit(1, 2, 0)), abs=1e-6)
+        assert s.resolve(query, np.stack([_unit(1, 0)]), NO_REJECTION, [copy_of_2]).label == "w2"

@@ -115,3 +115,26 @@ def test_image_preprocessing(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(ImageError, match="not a readable image"):
         load_image(tmp_path / "bad.png")
+
+
+def _vowels(scale: float, rate: int = RATE) -> np.ndarray:
+    """Three 'vowels' of two formant-like tones each, every frequency multiplied by ``scale`` (a shorter vocal tract: > 1)."""
+    parts = [tone(scale * f1, 0.15 / scale) + tone(scale * f2, 0.15 / scale) for f1, f2 in ((400, 1800), (700, 1100), (300, 2300))]
+    return np.concatenate(parts)
+
+
+def test_warped_copies_bring_a_speaker_with_higher_formants_closer_for_dtw():
+    from edge.dtw import dtw_distance
+    from edge.features import warped_speech_features
+
+    s = SpeechFeatureSettings()
+    teacher, child = _vowels(1.0), _vowels(1.2)
+    plain = speech_features(child, s)
+    lower, higher = warped_speech_features(child, s, 0.15)
+    assert lower.shape[0] > plain.shape[0] > higher.shape[0]  # resampled and read at the same rate: slower when lower
+    heard = speech_features(teacher, s)
+    # the child's request warped down by 15% is nearer the teacher's utterance than the request as heard
+    assert dtw_distance(lower, heard) < 0.3 * dtw_distance(plain, heard) < 0.3 * dtw_distance(higher, heard)
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(ValueError, match="warp must be in"):
+            warped_speech_features(child, s, bad)

@@ -13,7 +13,7 @@ from edge.bench.episodes import Episode, EpisodeSampler, SpeakerMode
 from edge.bench.manifest import ImageItem, SpeechItem
 from edge.encoders import ImageEncoder, SpeechEncoder, support_set_for
 from edge.audio import read_wav
-from edge.features import SpeechFeatureSettings, wav_features
+from edge.features import SpeechFeatureSettings, wav_features, warped_speech_features
 from edge.images import load_image, preprocess_batch
 from edge.matching import DISTANCE_ONLY, MatchSettings, cosine_distances
 
@@ -35,6 +35,7 @@ class BenchSettings:
     pairs_as_words: bool = False  # True: each pair is its own word (the seeds' K-shot rule); False: pairs of a label form one word
     mutual_exclusivity: float | None = MatchSettings().mutual_exclusivity  # the daemon's default ranking; None: distance only
     word_best_of: int = MatchSettings().word_best_of  # a request names the word whose N nearest utterances are nearest on average
+    dtw_warp: float = MatchSettings().dtw_warp  # DTW also compares each query's frequency-warped copies (speech encoders dtw and fused)
 
 
 @dataclass
@@ -56,14 +57,21 @@ class EmbeddingCache:
         self.speech_items, self.image_items = speech, images
         self.speech_enc, self.image_enc, self.features = speech_enc, image_enc, features
         self.speech: dict[int, Any] = {}
+        self.warped: dict[int, list[np.ndarray]] = {}  # query item -> frames of its frequency-warped copies
         self.images: dict[int, np.ndarray] = {}
         self.embed_s = 0.0
         self.speech_s = 0.0  # reading, features and embedding of utterances
         self.speech_count = 0
 
-    def fill(self, speech_idx: set[int], image_idx: set[int], progress: bool) -> None:
-        """Embed whatever of these items is not cached yet."""
+    def fill(self, speech_idx: set[int], image_idx: set[int], progress: bool, warp_idx: set[int] = frozenset(), warp: float = 0.0) -> None:
+        """Embed whatever of these items is not cached yet; ``warp_idx``: utterances that also need warped copies' frames (DTW)."""
         t0 = time.perf_counter()
+        if warp > 0 and self.speech_enc.metric != "cosine":
+            for i in sorted(i for i in warp_idx if i not in self.warped):
+                t_speech = time.perf_counter()
+                samples = read_wav(self.speech_items[i].path, self.features.sample_rate_hz)
+                self.warped[i] = warped_speech_features(samples, self.features, warp)
+                self.speech_s += time.perf_counter() - t_speech
         todo = sorted(i for i in speech_idx if i not in self.speech)
         for start in tqdm(range(0, len(todo), BATCH), desc="speech", disable=not progress, unit="batch", leave=False):
             chunk = todo[start : start + BATCH]
@@ -97,7 +105,7 @@ def score_episode(ep: Episode, cache: EmbeddingCache, pairs_as_words: bool, rank
     chosen = []
     for q in ep.queries:
         truth = cache.speech_items[q].label
-        row, _ = support.nearest_utterance(cache.speech[q], ranking.word_best_of)  # no thresholds in the benchmark: every request is answered
+        row, _ = support.nearest_utterance(cache.speech[q], ranking.word_best_of, cache.warped.get(q, ()))  # every request is answered
         best = support.rank_candidates(row, matching, ranking)[0]
         chosen.append(best.index)
         right_mm += match_labels[best.index] == truth
@@ -135,7 +143,7 @@ def run_benchmark(
     per_seed = []
     match_s = 0.0
     ranking = MatchSettings(unknown_word_distance=None, not_in_view_distance=None, mutual_exclusivity=settings.mutual_exclusivity,
-                            word_best_of=settings.word_best_of)
+                            word_best_of=settings.word_best_of, dtw_warp=settings.dtw_warp)
     for seed in settings.seeds:
         rng = np.random.default_rng(seed)
         episodes = [sampler.sample(rng) for _ in range(settings.episodes)]
@@ -143,6 +151,8 @@ def run_benchmark(
             {i for ep in episodes for i in (*ep.support_speech, *ep.queries)},
             {i for ep in episodes for i in (*ep.support_images, *ep.matching)},
             progress,
+            {i for ep in episodes for i in ep.queries},
+            settings.dtw_warp,
         )
         t0 = time.perf_counter()
         seed_out = [
@@ -176,6 +186,7 @@ def run_benchmark(
         "pairs_as_words": settings.pairs_as_words,
         "mutual_exclusivity": settings.mutual_exclusivity,
         "word_best_of": settings.word_best_of,
+        "dtw_warp": settings.dtw_warp if speech_enc.metric != "cosine" else None,
         "speech_encoder": speech_enc.encoder_id,
         "image_encoder": image_enc.encoder_id,
         "accuracy": acc,

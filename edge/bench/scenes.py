@@ -289,7 +289,7 @@ def run_scene_benchmark(
     ranking (the "none of the taught words" outcome of mutual exclusivity), never to reject.
     """
     ranking = MatchSettings(unknown_word_distance=None, not_in_view_distance=none_of_them_distance, mutual_exclusivity=settings.mutual_exclusivity,
-                            word_best_of=settings.word_best_of)
+                            word_best_of=settings.word_best_of, dtw_warp=settings.dtw_warp)
     sampler = EpisodeSampler(list(speech), list(images), settings.ways, settings.shots, settings.queries, settings.speakers, settings.min_view_gap)
     cache = EmbeddingCache(speech, images, speech_enc, image_enc, features)
     mm, mm_dist, im, recall, n_cands = [], [], [], [], []
@@ -297,7 +297,8 @@ def run_scene_benchmark(
     for seed in settings.seeds:
         rng = np.random.default_rng(seed)
         episodes = [sampler.sample(rng) for _ in range(settings.episodes)]
-        cache.fill({i for ep in episodes for i in (*ep.support_speech, *ep.queries)}, {i for ep in episodes for i in ep.support_images}, progress=False)
+        cache.fill({i for ep in episodes for i in (*ep.support_speech, *ep.queries)}, {i for ep in episodes for i in ep.support_images}, progress=False,
+                   warp_idx={i for ep in episodes for i in ep.queries}, warp=settings.dtw_warp)
         for ep in episodes:
             scene = compose_scene(backgrounds[rng.integers(len(backgrounds))], [load_image(images[i].path) for i in ep.matching], rng, scene_settings)
             found = scene.boxes if finder is None else finder(scene.frame)
@@ -316,7 +317,7 @@ def run_scene_benchmark(
         "ways": settings.ways, "shots": settings.shots, "episodes": settings.episodes, "queries": settings.queries,
         "seeds": list(settings.seeds), "min_view_gap": settings.min_view_gap, "speakers": settings.speakers,
         "speech_encoder": speech_enc.encoder_id, "image_encoder": image_enc.encoder_id,
-        "mutual_exclusivity": settings.mutual_exclusivity, "word_best_of": settings.word_best_of, "none_of_them_distance": none_of_them_distance, "accuracy": acc, "ci95": ci,
+        "mutual_exclusivity": settings.mutual_exclusivity, "word_best_of": settings.word_best_of, "dtw_warp": settings.dtw_warp, "none_of_them_distance": none_of_them_distance, "accuracy": acc, "ci95": ci,
         "accuracy_distance_only": acc_dist, "ci95_distance_only": ci_dist, "image_accuracy": im_acc, "image_ci95": im_ci,
         "finder_recall": float(np.mean(recall)), "candidates_per_frame": float(np.mean(n_cands)),
         "seconds_per_query": (time.perf_counter() - t_start) / n_q,
@@ -337,7 +338,7 @@ def _score_scene_episode(
     right = right_dist = 0
     for q in ep.queries:
         k = ep.classes.index(cache.speech_items[q].label)
-        row, _ = support.nearest_utterance(cache.speech[q], ranking.word_best_of)
+        row, _ = support.nearest_utterance(cache.speech[q], ranking.word_best_of, cache.warped.get(q, ()))
         right += bool(covers[support.rank_candidates(row, cand, ranking)[0].index, k])
         right_dist += bool(covers[support.rank_candidates(row, cand, DISTANCE_ONLY)[0].index, k])
     dist = cosine_distances(support.image_embeddings(), cand)  # (L*K, C)

@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the distance-only ranking is always reported beside it")
     p.add_argument("--word-best-of", type=int, metavar="N",
                    help="a request names the word whose N nearest taught utterances are nearest on average (matching.word_best_of; default: the config's; 1: the nearest utterance)")
+    p.add_argument("--dtw-warp", type=float, metavar="W",
+                   help="DTW also compares each query with copies of it whose frequencies are scaled by 1 - W and 1 + W "
+                        "(matching.dtw_warp; default: the config's; 0: as heard, the seeds' baseline)")
     p.add_argument("--config", type=Path, help="YAML config for the speech feature settings and encoder threads")
     p.add_argument("--json", type=Path, help="write the summary here")
     p.add_argument("--plot", type=Path, help="write a PNG of a few episodes and the accuracy bars here")
@@ -74,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
         if not 0.0 <= args.fuse_dtw <= 1.0:
             raise ValueError(f"--fuse-dtw must be in [0, 1], got {args.fuse_dtw}")
+        if args.dtw_warp is not None and not 0.0 <= args.dtw_warp <= 0.5:
+            raise ValueError(f"--dtw-warp must be in [0, 0.5], got {args.dtw_warp}")
         if args.word_best_of is not None and args.word_best_of < 1:
             raise ValueError(f"--word-best-of must be >= 1, got {args.word_best_of}")
         enc = EncoderSettings(speech=args.speech_encoder, image=args.image_encoder, backend=cfg.encoders.backend,
@@ -92,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             seeds=args.seeds or (args.seed,), min_view_gap=args.min_view_gap, pairs_as_words=args.pairs_as_words,
             mutual_exclusivity={None: cfg.matching.mutual_exclusivity, "off": None}.get(args.mutual_exclusivity, args.mutual_exclusivity),
             word_best_of=cfg.matching.word_best_of if args.word_best_of is None else args.word_best_of,
+            dtw_warp=cfg.matching.dtw_warp if args.dtw_warp is None else args.dtw_warp,
         )
         summary, outcomes = run_benchmark(speech, images, speech_enc, image_enc, cfg.speech_features, settings, progress=not args.quiet and sys.stderr.isatty())
     except (ConfigError, ModelError, ManifestError, EpisodeError, ValueError, OSError) as exc:

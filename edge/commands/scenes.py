@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             enc = EncoderSettings(speech=args.speech_encoder, image=args.image_encoder, backend=cfg.encoders.backend, threads=cfg.encoders.threads)
             bench = BenchSettings(ways=args.ways, shots=args.shots, episodes=args.episodes, queries=args.queries, seeds=(args.seed,),
                                   min_view_gap=args.min_view_gap, mutual_exclusivity=cfg.matching.mutual_exclusivity,
-                                  word_best_of=cfg.matching.word_best_of)
+                                  word_best_of=cfg.matching.word_best_of, dtw_warp=cfg.matching.dtw_warp)
             finder = None if args.bench_finder == "oracle" else _finder(args.bench_finder, cfg)
             summary = run_scene_benchmark(
                 read_speech_manifest(args.speech), images, load_speech_encoder(enc, cfg.speech_features), load_image_encoder(enc),
