@@ -166,7 +166,7 @@ def test_bench_word_best_of_option(tmp_path, capsys):
 def test_bench_dtw_warp_option(tmp_path, capsys):
     speech_csv, images_csv = make_toy_data(tmp_path)  # speakers' pitches 10% apart
     args = ["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "3", "--episodes", "4", "--queries", "3", "--quiet"]
-    for value, want in ((None, 0.15), ("0", 0.0)):  # None: the config default
+    for value, want in ((None, 0.0), ("0.15", 0.15)):  # None: the config default
         out = tmp_path / f"{value}.json"
         assert main([*args, *(["--dtw-warp", value] if value else []), "--json", str(out)]) == 0
         summary = json.loads(out.read_text())
