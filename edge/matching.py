@@ -290,7 +290,7 @@ class SupportSet:
     def _word_scores(self, rows: np.ndarray, scores: np.ndarray, best_of: int) -> np.ndarray:
         """Each row's score replaced by its word's: the mean of the word's ``best_of`` best (missing rows count as the worst score)."""
         groups = self._groups[rows]
-        words, inverse, shots = np.unique(self._groups[: len(self)], return_inverse=True, return_counts=True)
+        words, shots = np.unique(self._groups, return_counts=True)
         g = np.searchsorted(words, groups)  # word index of each scored row
         order = np.lexsort((scores, g))
         first = np.searchsorted(g[order], g[order], side="left")
