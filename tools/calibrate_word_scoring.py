@@ -9,6 +9,10 @@ with a clip by a speaker who taught none of that word's shots; the answer is rig
 names the word asked for. Accuracy is printed for each ``best_of`` value, with the shipped speech
 encoder alone and fused with DTW (the config default), for equal shots and for words taught 1 to
 ``shots`` times in one episode (as in a daemon's memory).
+
+``--real-voices`` uses the recorded background words instead (Speech Commands and 40 clips of each
+wake word: men, women and children of many accents) with DTW alone: the speech encoder was trained
+on these clips, DTW learns nothing. Wake-word clips carry no speaker label; each counts as its own.
 """
 from __future__ import annotations
 
@@ -17,11 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.audio import read_wav
 from edge.encoders import EncoderSettings, load_speech_encoder, support_set_for
-from edge.features import SpeechFeatureSettings
+from edge.features import SpeechFeatureSettings, speech_features
+from edge.matching import SupportSet
+from train.augment import trim_silence
 from train.data import load_speech
+from train.prepare import PrepareSettings, _real_clips
 
 BEST_OF = (1, 2, 3, 5)
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def episodes(labels: np.ndarray, speakers: np.ndarray, clean: np.ndarray, ways: int, shots: int, mixed: bool, count: int, seed: int) -> list[tuple[list[np.ndarray], np.ndarray]]:
@@ -47,13 +56,11 @@ def episodes(labels: np.ndarray, speakers: np.ndarray, clean: np.ndarray, ways: 
     return out
 
 
-def accuracy(packed: list[np.ndarray], fuse_dtw: float, eps: list[tuple[list[np.ndarray], np.ndarray]], best_of: tuple[int, ...]) -> list[float]:
+def accuracy(packed: list[np.ndarray], metric: str, fuse_dtw: float, eps: list[tuple[list[np.ndarray], np.ndarray]], best_of: tuple[int, ...]) -> list[float]:
     """Fraction of requests that name the right word, per ``best_of`` value."""
-    from edge.matching import SupportSet
-
     right = np.zeros(len(best_of))
     for support_rows, queries in eps:
-        support = SupportSet("fused", dtw_weight=fuse_dtw)
+        support = SupportSet(metric, dtw_weight=fuse_dtw)
         for word, rows in enumerate(support_rows):
             for r in rows:
                 support.add(len(support), packed[r], np.ones(1, np.float32), str(word))
@@ -67,30 +74,44 @@ def accuracy(packed: list[np.ndarray], fuse_dtw: float, eps: list[tuple[list[np.
 def main() -> None:
     """Print a Markdown table: speech scoring x best_of."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, required=True, help="folder built by 'showsay train prepare'")
+    ap.add_argument("--data", type=Path, help="folder built by 'showsay train prepare' (not needed with --real-voices)")
+    ap.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder (with --real-voices)")
+    ap.add_argument("--real-voices", action="store_true", help="recorded background words, DTW alone (see above)")
     ap.add_argument("--val-words", type=int, default=60, help="held-out words (as in training)")
     ap.add_argument("--ways", type=int, default=10)
     ap.add_argument("--shots", type=int, default=5)
     ap.add_argument("--episodes", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    _, val, summary = load_speech(args.data, args.val_words)
-    features = SpeechFeatureSettings(**summary["feature_settings"])
-    enc = load_speech_encoder(EncoderSettings(speech="default", fuse_dtw=0.5), features)
-    if support_set_for(enc).metric != "fused":
-        raise SystemExit("expected the shipped speech encoder fused with DTW")
-    packed = enc.embed(val.items)
-    print(f"background validation: {len(val.names)} held-out words, {int(val.clean.sum())} clean clips; "
-          f"{args.ways}-way, up to {args.shots} shots, {args.episodes} episodes x {args.ways} requests, seed {args.seed}")
+    if args.real_voices:
+        fs = SpeechFeatureSettings()
+        clips = _real_clips(args.shared, PrepareSettings(max_wake_word_clips=40), {}, [])
+        names = sorted({c[1] for c in clips})
+        labels = np.array([names.index(c[1]) for c in clips])
+        speakers = np.array([c[2] for c in clips])
+        clean = np.ones(len(clips), bool)
+        items = [speech_features(trim_silence(read_wav(c[0], fs.sample_rate_hz), fs.sample_rate_hz), fs) for c in clips]
+        systems = (("DTW alone", "dtw", 0.0),)
+        what = f"{len(names)} recorded background words, {len(clips)} clips"
+    else:
+        if args.data is None:
+            ap.error("--data is needed unless --real-voices is given")
+        _, val, summary = load_speech(args.data, args.val_words)
+        enc = load_speech_encoder(EncoderSettings(speech="default", fuse_dtw=0.5), SpeechFeatureSettings(**summary["feature_settings"]))
+        if support_set_for(enc).metric != "fused":
+            raise SystemExit("expected the shipped speech encoder fused with DTW")
+        items, labels, speakers, clean = enc.embed(val.items), val.labels, val.speakers, val.clean
+        systems = (("embedding", "fused", 0.0), ("fused with DTW (0.5)", "fused", 0.5))
+        what = f"{len(val.names)} held-out words, {int(val.clean.sum())} clean clips"
+    print(f"background validation: {what}; {args.ways}-way, up to {args.shots} shots, {args.episodes} episodes x {args.ways} requests, seed {args.seed}")
     print("| speech | shots per word | " + " | ".join(f"best_of={n}" for n in BEST_OF) + " |")
     print("|---|---|" + "---|" * len(BEST_OF))
     for mixed in (False, True):
-        eps = episodes(val.labels, val.speakers, val.clean, args.ways, args.shots, mixed, args.episodes, args.seed)
-        for name, weight in (("embedding", 0.0), ("fused with DTW (0.5)", 0.5)):
-            acc = accuracy(packed, weight, eps, BEST_OF)
+        eps = episodes(labels, speakers, clean, args.ways, args.shots, mixed, args.episodes, args.seed)
+        for name, metric, weight in systems:
+            acc = accuracy(items, metric, weight, eps, BEST_OF)
             shots = f"1-{args.shots} (random per word)" if mixed else str(args.shots)
             print(f"| {name} | {shots} | " + " | ".join(f"{100 * a:.1f}" for a in acc) + " |", flush=True)
-
 
 if __name__ == "__main__":
     main()
