@@ -90,9 +90,10 @@ class MatchSettings:
         min=0.001,
     )
     word_best_of: int = setting(
-        1,
+        2,
         "a spoken request names the word whose N nearest taught utterances are nearest on average (all of them for "
-        "a word taught fewer times); 1 = the single nearest utterance (the seeds' rule)",
+        "a word taught fewer times); chosen on recorded background words (edge/models/README.md); "
+        "1 = the single nearest utterance (the seeds' rule)",
         min=1,
         max=20,
     )
@@ -271,6 +272,7 @@ class SupportSet:
         """
         if best_of < 1:
             raise ValueError(f"best_of must be at least 1, got {best_of}")
+        best_of = min(best_of, int(np.bincount(self._groups).max()))  # no word taught that often: no need to look further
         if self.metric == "dtw":
             speech_d = self._dtw_to_rows([query, *warped], np.arange(len(self))).astype(np.float32)
             rows, scores = np.arange(len(self)), speech_d.astype(np.float64)

@@ -154,7 +154,7 @@ def test_bench_mutual_exclusivity_option(tmp_path, capsys):
 def test_bench_word_best_of_option(tmp_path, capsys):
     speech_csv, images_csv = make_toy_data(tmp_path)
     args = ["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "3", "--shots", "3", "--episodes", "4", "--queries", "3", "--quiet"]
-    for value, want in ((None, 1), ("2", 2)):  # None: the config default
+    for value, want in ((None, 2), ("1", 1)):  # None: the config default
         out = tmp_path / f"{value}.json"
         assert main([*args, *(["--word-best-of", value] if value else []), "--json", str(out)]) == 0
         summary = json.loads(out.read_text())

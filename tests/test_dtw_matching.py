@@ -266,8 +266,8 @@ def test_word_best_of_lets_a_word_with_several_close_utterances_beat_one_close_o
     row, dist = s.nearest_utterance(query, best_of=2)
     # the row returned is the chosen word's nearest utterance, with its own distance
     assert s.labels[row] == "cat" and row == 3 and dist == pytest.approx(1 - float(query @ _unit(1, 0.3, 0)), abs=1e-6)
-    assert s.resolve(query, np.stack([_unit(1, 0)]), MatchSettings(word_best_of=2)).label == "cat"
-    assert s.resolve(query, np.stack([_unit(1, 0)]), MatchSettings()).label == "cup"  # the default: nearest utterance
+    assert s.resolve(query, np.stack([_unit(1, 0)]), MatchSettings()).label == "cat"  # the default: 2
+    assert s.resolve(query, np.stack([_unit(1, 0)]), MatchSettings(word_best_of=1)).label == "cup"  # the seeds' rule
     with pytest.raises(ValueError, match="best_of"):
         s.nearest_utterance(query, best_of=0)
 
