@@ -10,7 +10,7 @@ another voice; a request is right when it names the word asked for. Printed: acc
 and of the shipped speech encoder fused with DTW (the config default) for each warp value.
 
 ``--real-voices`` uses the recorded background words instead (Speech Commands and 40 clips of each
-wake word: men, women and children of many accents) and DTW alone: the speech encoder was trained
+wake word: many crowd-sourced speakers) and DTW alone: the speech encoder was trained
 on these clips, DTW learns nothing. Wake-word clips carry no speaker label; each counts as its own.
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ encoder alone and fused with DTW (the config default), for equal shots and for w
 ``shots`` times in one episode (as in a daemon's memory).
 
 ``--real-voices`` uses the recorded background words instead (Speech Commands and 40 clips of each
-wake word: men, women and children of many accents) with DTW alone: the speech encoder was trained
+wake word: many crowd-sourced speakers) with DTW alone: the speech encoder was trained
 on these clips, DTW learns nothing. Wake-word clips carry no speaker label; each counts as its own.
 """
 from __future__ import annotations
