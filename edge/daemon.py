@@ -629,7 +629,7 @@ class Controller:
         res = self.support.resolve(query, view.embeddings if view and view.candidates else empty, self.matching, warped)
         used = view
         if res.status in ("not_in_view", "no_candidates") and self.answers.recent_view_s > 0:
-            res, used = self._resolve_recent(query, warped, res, view)
+            res, used = self._resolve_recent(res, view)
         t_match = self._clock()
         base: Event = {
             "pair_id": res.pair_id,
@@ -669,14 +669,14 @@ class Controller:
         event["image"] = self._save(used, cand, res, "resolved")
         return self.publish(event)
 
-    def _resolve_recent(self, query: np.ndarray, warped: list[np.ndarray], res: Resolution, current: View | None) -> tuple[Resolution, View | None]:
-        """Search the views of the last ``recent_view_s`` seconds, newest first; the first resolution wins."""
+    def _resolve_recent(self, res: Resolution, current: View | None) -> tuple[Resolution, View | None]:
+        """Search the views of the last ``recent_view_s`` seconds, newest first, for the word already heard; the first resolution wins."""
         for view in reversed(self._views):
             if view is current or not view.candidates:
                 continue
             if current is not None and current.frame.time_s - view.frame.time_s > self.answers.recent_view_s:
                 break
-            again = self.support.resolve(query, view.embeddings, self.matching, warped)
+            again = self.support.resolve_in_view(res, view.embeddings, self.matching)
             if again.status == "resolved":
                 return again, view
         return res, current

@@ -354,10 +354,18 @@ class SupportSet:
         found = dict(pair_index=row, pair_id=self._ids[row], label=self._labels[row], speech_distance=speech_distance)
         if settings.unknown_word_distance is not None and speech_distance > settings.unknown_word_distance:
             return Resolution(status="unknown_word", **found)
+        return self.resolve_in_view(Resolution(status="resolved", **found), candidates, settings)
+
+    def resolve_in_view(self, heard: Resolution, candidates: np.ndarray, settings: MatchSettings = NO_REJECTION) -> Resolution:
+        """The second half of :meth:`resolve`: the word already heard (``heard.pair_index``), ranked among other candidates.
+
+        Lets the daemon look through earlier views without matching the request's speech again.
+        """
+        found = dict(pair_index=heard.pair_index, pair_id=heard.pair_id, label=heard.label, speech_distance=heard.speech_distance)
         candidates = np.asarray(candidates, np.float32)
         if candidates.shape[0] == 0:
             return Resolution(status="no_candidates", **found)
-        ranked = self.rank_candidates(row, candidates, settings)
+        ranked = self.rank_candidates(heard.pair_index, candidates, settings)
         if settings.not_in_view_distance is not None and ranked[0].image_distance > settings.not_in_view_distance:
             return Resolution(status="not_in_view", ranked=ranked, **found)
         return Resolution(status="resolved", ranked=ranked, **found)
