@@ -122,7 +122,7 @@ def export_ensemble(paths: Sequence[Path], out: Path) -> ExportResult:
     from export.metadata import attach_metadata
 
     merged, first, members = merge_encoders(paths)
-    first_meta = {p.key: p.value for p in onnx.load(str(paths[0])).metadata_props}
+    first_meta = first.extra  # the first member's metadata beyond the required keys
     dim = int(merged.graph.output[0].type.tensor_type.shape.dim[1].dim_value)
     ids = [m["model_id"] for m in members]
     model_id = f"{first.kind}-ensemble{len(ids)}-{hashlib.sha256(' '.join(ids).encode()).hexdigest()[:8]}"

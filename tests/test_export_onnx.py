@@ -80,3 +80,20 @@ def test_shipped_encoders_load_with_the_default_config(name: str, kind: str) -> 
         out = enc.embed(np.zeros((2, 1, 28, 28), np.float32))
     assert out.shape[0] == 2 and np.all(np.isfinite(out))
     assert path.stat().st_size < 5_000_000
+
+
+def test_shipped_speech_ensemble_contains_the_default_network() -> None:
+    """'ensemble' loads by name, is unit length, and its first member is the shipped default network itself."""
+    import json
+
+    ens = load_speech_encoder(EncoderSettings(speech="ensemble", fuse_dtw=0.0), SpeechFeatureSettings())
+    single = load_speech_encoder(EncoderSettings(speech="default", fuse_dtw=0.0), SpeechFeatureSettings())
+    members = json.loads(ens.info.extra["showsay.members"])
+    assert len(members) == 5 and members[0]["model_id"] == single.info.model_id
+    assert members[0]["weights_sha256"] == single.info.weights_sha256
+    rng = np.random.default_rng(0)
+    utterances = [rng.standard_normal((t, 39)).astype(np.float32) for t in (12, 40, 95)]
+    out, one = ens.embed(utterances), single.embed(utterances)
+    assert out.shape == (3, 5 * one.shape[1])
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(out[:, : one.shape[1]] * np.sqrt(5), one, atol=1e-5)

@@ -1,8 +1,9 @@
 """``showsay train speech|image --config config/train/NAME.yaml``: train an encoder on background data.
 
 Objectives: ``classifier`` (softmax over the background classes; the embedding is the hidden
-layer before the classifier head) and ``triplet`` (Siamese, cosine distance, online semi-hard
-mining over class-balanced batches). Each epoch ends with one-shot validation on held-out
+layer before the classifier head), ``triplet`` (Siamese, cosine distance, online semi-hard
+mining over class-balanced batches) and ``distill`` (triplet plus a teacher encoder's cosine
+similarities within each batch, e.g. to fold an ensemble into one network). Each epoch ends with one-shot validation on held-out
 background classes (never digits); training stops early when it stops improving, and the best
 weights are saved with the full settings so that ``showsay export onnx`` rebuilds the model from
 the checkpoint alone.
@@ -39,7 +40,13 @@ CHECKPOINT_FORMAT = "showsay-encoder-checkpoint-1"
 class TrainSettings:
     """One training run (the YAML under config/train/ holds these keys)."""
 
-    objective: Literal["classifier", "triplet"] = setting("classifier", "classifier (softmax, embedding = hidden layer) or triplet (Siamese, cosine, semi-hard mining)")
+    objective: Literal["classifier", "triplet", "distill"] = setting(
+        "classifier",
+        "classifier (softmax, embedding = hidden layer), triplet (Siamese, cosine, semi-hard mining) or distill "
+        "(triplet plus the teacher's cosine similarities within each batch)",
+    )
+    teacher: str = setting("", "distill: ONNX encoder (e.g. an ensemble from 'showsay export ensemble') whose similarities the network learns")
+    distill_weight: float = setting(10.0, "distill: weight of the mean squared difference from the teacher's cosine similarities", min=0.0)
     data_dir: str = setting("out/train-data", "folder written by 'showsay train prepare'")
     out: str = setting("out/checkpoints/model.pt", "checkpoint to write (best validation weights)")
     seed: int = setting(0, "seed of initialisation, batches and augmentation")
@@ -138,6 +145,28 @@ class ImageModality(Modality):
         return {"channels": self.channels, "size_px": self.size_px}
 
 
+def teacher_embeddings(s: TrainSettings, tr: LabelledSet, input_settings: dict[str, Any]) -> np.ndarray:
+    """(N, dim) unit embeddings of every training example by the teacher encoder (ONNX Runtime), clean inputs."""
+    from edge.encoders import OnnxEncoder
+    from edge.model_io import ModelError
+
+    if not s.teacher:
+        raise DataError("objective distill needs a teacher: an ONNX encoder path in 'teacher'")
+    try:
+        enc = OnnxEncoder(s.teacher, threads=s.threads)
+    except ModelError as exc:
+        raise DataError(f"teacher: {exc}") from None
+    theirs = enc.info.speech_features if enc.info.kind == "speech" else (enc.info.image_settings.as_dict() if enc.info.image_settings else None)
+    ours = input_settings.get("speech_features", input_settings.get("image_settings"))
+    if json.loads(json.dumps(theirs)) != json.loads(json.dumps(ours)):  # tuples and lists alike
+        raise DataError(f"teacher {s.teacher}: takes other inputs than the training data ({theirs} vs {ours})")
+    log.info("teacher %s: embedding %d training examples", enc.info.model_id, len(tr))
+    items = tr.items
+    out = [enc.embed(items[i : i + 256]) for i in range(0, len(tr), 256)]
+    emb = np.concatenate(out).astype(np.float32)
+    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+
+
 def embed_all(model: nn.Module, modality: Modality, data: LabelledSet, idx: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """(len(idx), dim) embeddings in eval mode."""
     model.eval()
@@ -185,6 +214,7 @@ def train(kind: str, s: TrainSettings, progress: bool = True) -> dict[str, Any]:
     else:
         raise ValueError(f"unknown kind {kind!r}")
     episodes = one_shot_episodes(val, s.val_ways, s.val_episodes, seed=VAL_EPISODE_SEED)
+    teacher = teacher_embeddings(s, tr, input_settings) if s.objective == "distill" else None
     model = build_model(kind, s.net, modality.input_spec())
     head = nn.Sequential(nn.ReLU(), nn.Dropout(s.net.dropout), nn.Linear(s.net.embedding_dim, len(tr.names))) if s.objective == "classifier" else None
     params = list(model.parameters()) + (list(head.parameters()) if head is not None else [])
@@ -214,7 +244,12 @@ def train(kind: str, s: TrainSettings, progress: bool = True) -> dict[str, Any]:
             if head is not None:
                 loss = F.cross_entropy(head(model.hidden(*inputs)), labels, label_smoothing=s.label_smoothing)
             else:
-                loss = semihard_triplet_loss(model.hidden(*inputs), labels, s.margin)
+                hidden = model.hidden(*inputs)
+                loss = semihard_triplet_loss(hidden, labels, s.margin)
+                if teacher is not None:
+                    t = torch.from_numpy(teacher[idx])
+                    e = F.normalize(hidden, dim=1)
+                    loss = loss + s.distill_weight * F.mse_loss(e @ e.T, t @ t.T)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speakers", choices=("different", "same"), default="different", help="queries from speakers other than the teacher (default) or from the teacher")
     p.add_argument("--min-view-gap", type=int, default=0, help="support and matching views of an object at least this many views apart (needs a view column)")
     p.add_argument("--pairs-as-words", action="store_true", help="treat each support pair as its own word (K-shot: compare with the nearest utterance's image only)")
-    p.add_argument("--speech-encoder", default="dtw", help="dtw, default, an .onnx path, or efficientword-net (the peer, if installed)")
+    p.add_argument("--speech-encoder", default="dtw", help="dtw, default, ensemble, an .onnx path, or efficientword-net (the peer, if installed)")
     p.add_argument("--image-encoder", default="pixels", help="pixels, digits, objects, default, or an .onnx path")
     p.add_argument("--fuse-dtw", type=float, default=0.0, metavar="W",
                    help="fuse DTW with a model speech encoder at this weight, 0-1 (encoders.fuse_dtw; default 0: the embedding alone)")
