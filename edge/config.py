@@ -19,7 +19,7 @@ from edge.camera import CameraSettings
 from edge.candidates import CandidateSettings
 from edge.control import ControlSettings
 from edge.daemon import AnswerSettings, TeachSettings, UtteranceSettings
-from edge.encoders import EncoderSettings
+from edge.encoders import SHIPPED_IMAGE, SHIPPED_SPEECH, EncoderSettings
 from edge.features import SpeechFeatureSettings
 from edge.hearing import MicrophoneSettings
 from edge.matching import MatchSettings
@@ -75,8 +75,8 @@ def _resolve_paths(cfg: Config, base_dir: Path) -> Config:
     enc = cfg.encoders
     enc = dataclasses.replace(
         enc,
-        speech=resolve(enc.speech, {"default", "dtw"}),
-        image=resolve(enc.image, {"default", "digits", "objects", "pixels"}),
+        speech=resolve(enc.speech, {"dtw", *SHIPPED_SPEECH}),
+        image=resolve(enc.image, {"pixels", *SHIPPED_IMAGE}),
     )
     memory = dataclasses.replace(cfg.memory, state_dir=resolve(cfg.memory.state_dir, set()))
     control = dataclasses.replace(cfg.control, socket_path=resolve(cfg.control.socket_path, set()))

@@ -62,6 +62,10 @@ def test_relative_model_paths_resolve_against_the_config_folder(tmp_path):
     cfg = load_config(cfg_file)
     assert cfg.encoders.speech == str(tmp_path / "models" / "s.onnx")
     assert cfg.encoders.image == "pixels"
+    for speech in ("default", "ensemble", "dtw"):  # shipped names are names, wherever the config lives
+        cfg_file.write_text(f"encoders:\n  speech: {speech}\n  image: objects\n")
+        cfg = load_config(cfg_file)
+        assert (cfg.encoders.speech, cfg.encoders.image) == (speech, "objects")
 
 
 def test_check_command(tmp_path, capsys):

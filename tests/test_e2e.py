@@ -4,6 +4,7 @@ answers spoken requests; memory survives a restart; microphone loss and end of v
 and the daemon recovers."""
 from __future__ import annotations
 
+import argparse
 import json
 import time
 
@@ -140,6 +141,18 @@ def test_demo_runs_the_daemon_on_the_bundled_session(tmp_path, config):
     assert len(images) == 4 and sum(n.endswith("-resolved.jpg") for n in images) == 3, images
     events = [json.loads(line)["event"] for line in (out / "events.jsonl").read_text().splitlines()]
     assert events.count("taught") == 3 and events.count("resolved") == 3 and "unknown_word" in events
+
+
+def test_demo_reports_a_model_it_cannot_load(tmp_path, capsys):
+    from edge.commands.demo import register
+
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text("encoders:\n  speech: nowhere.onnx\n")
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["demo", "--config", str(cfg), "--out", str(tmp_path / "out")])
+    assert args.func(args) == 1
+    assert f"showsay demo: cannot start: {tmp_path / 'nowhere.onnx'}: no such model file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("speech", ["dtw", "default"])  # default: the shipped encoder fused with DTW

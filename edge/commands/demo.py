@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import queue
+import sys
 import tempfile
 import threading
 import time
@@ -81,8 +82,11 @@ def demo_config(path: Path, state_dir: Path, out: Path, samples: Path) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Play the session through the daemon and report."""
     from edge.camera import Camera
+    from edge.config import ConfigError
     from edge.control import ControlClient
     from edge.hearing import WavFileSource
+    from edge.memory import MemoryError_
+    from edge.model_io import ModelError
     from edge.service import Daemon, EventRelay
 
     if not getattr(args, "verbose", False):  # the printed story is the output; -v shows the daemon's log too
@@ -95,20 +99,27 @@ def run(args: argparse.Namespace) -> int:
     script = json.loads((samples / "session.json").read_text())
     events: queue.Queue = queue.Queue()
     with tempfile.TemporaryDirectory(prefix="showsay-demo-") as tmp:
-        cfg = demo_config(Path(args.config) if args.config else samples / "demo.yaml", Path(tmp), out, samples)
-        relay = EventRelay()
-        daemon = Daemon(
-            cfg,
-            audio=WavFileSource(samples / "session.wav", frame_ms=cfg.microphone.frame_ms, realtime=True),
-            frames=Camera(cfg.camera, on_event=relay),
-            button=ScriptedButton([t["press_s"] for t in script["teach"]]),
-            listeners=[events.put],
-            relay=relay,
-        )
-        print(f"showsay demo: {samples / 'session.wav'} ({script['duration_s']:.0f} s, played in real time) "
-              f"and {samples / 'scene.mp4'}; memory in {tmp}")
-        t0 = time.monotonic()
-        daemon.start()
+        daemon = None
+        try:  # what `showsay run` refuses to start on (a bad config or model file) is reported, not raised
+            cfg = demo_config(Path(args.config) if args.config else samples / "demo.yaml", Path(tmp), out, samples)
+            relay = EventRelay()
+            daemon = Daemon(
+                cfg,
+                audio=WavFileSource(samples / "session.wav", frame_ms=cfg.microphone.frame_ms, realtime=True),
+                frames=Camera(cfg.camera, on_event=relay),
+                button=ScriptedButton([t["press_s"] for t in script["teach"]]),
+                listeners=[events.put],
+                relay=relay,
+            )
+            print(f"showsay demo: {samples / 'session.wav'} ({script['duration_s']:.0f} s, played in real time) "
+                  f"and {samples / 'scene.mp4'}; memory in {tmp}")
+            t0 = time.monotonic()
+            daemon.start()
+        except (ConfigError, ModelError, MemoryError_, OSError, ValueError, RuntimeError) as exc:
+            print(f"showsay demo: cannot start: {exc}", file=sys.stderr)
+            if daemon is not None:
+                daemon.close()
+            return 1
         client = ControlClient(cfg.control.socket_path)
         taught: list[dict] = []
         answers: list[dict] = []
