@@ -28,14 +28,15 @@ class Rig:
     """A controller over fakes, stepped by the test (no thread) unless ``threaded``."""
 
     def __init__(self, memory=None, image_encoder=None, teach=TeachSettings(timeout_s=2.0, sample_interval_ms=0.0),
-                 answers=AnswerSettings(), matching=MatchSettings(unknown_word_distance=None, not_in_view_distance=0.25)):
+                 answers=AnswerSettings(), matching=MatchSettings(unknown_word_distance=None, not_in_view_distance=0.25),
+                 speech_encoder=None):
         self.audio = QueueAudio()
         self.frames = StaticFrames()
         self.frames.start()  # connected, no frame yet
         self.memory = memory if memory is not None else DictMemory()  # an empty Memory is falsy (len 0)
         self.events: list[dict] = []
         self.ctrl = Controller(
-            speech_encoder=DtwSpeech(SpeechFeatureSettings()),
+            speech_encoder=speech_encoder or DtwSpeech(SpeechFeatureSettings()),
             image_encoder=image_encoder or PixelImage(),
             feature_settings=SpeechFeatureSettings(),
             memory=self.memory,
@@ -182,6 +183,34 @@ def test_restart_loads_the_sqlite_memory_and_reembeds_for_another_image_encoder(
     assert second.ctrl.load_memory(lambda done, total: calls.append((done, total))) == 2
     assert calls == [(0, 2), (1, 2)]  # the two crops re-embedded; the speech embeddings were stored
     assert sorted(memory.embeddings(other.encoder_id)) == [1, 2]  # stored for the next start
+    second.frames.show(scene("square", None, "circle"))
+    second.say(1)
+    assert second.run_until("resolved")["box"] == list(BOXES[0])
+    memory.close()
+
+
+def test_restart_with_the_speech_ensemble_reembeds_the_taught_audio(tmp_path):
+    """Switching encoders.speech from default to ensemble keeps every taught pair: the stored audio is embedded again."""
+    from edge.encoders import EncoderSettings, load_speech_encoder
+    from edge.matching import unpack_fused
+    from edge.memory import Memory
+
+    def speech(name):
+        return load_speech_encoder(EncoderSettings(speech=name), SpeechFeatureSettings())  # fused with DTW, as configured
+
+    memory = Memory(tmp_path / "memory.sqlite3")
+    first = Rig(memory=memory, speech_encoder=speech("default"))
+    first.teach(0, "circle")
+    first.teach(1, "square")
+    memory.close()
+    memory = Memory(tmp_path / "memory.sqlite3")
+    ensemble = speech("ensemble")
+    second = Rig(memory=memory, speech_encoder=ensemble)
+    assert memory.embeddings(ensemble.encoder_id) == {}
+    assert second.ctrl.load_memory() == 2
+    stored = memory.embeddings(ensemble.encoder_id)
+    assert sorted(stored) == [1, 2]
+    assert all(unpack_fused(v)[0].shape == (640,) for v in stored.values())  # the five members' embedding, beside the DTW frames
     second.frames.show(scene("square", None, "circle"))
     second.say(1)
     assert second.run_until("resolved")["box"] == list(BOXES[0])
