@@ -4,8 +4,8 @@ Encoders trained from different seeds make different mistakes on data unlike the
 (the seeds' one-shot transfer). Their ensemble is one ONNX graph that runs every member on the same
 input, scales each member's embedding to unit length and outputs them side by side times
 1/sqrt(n): the result is unit length, and the cosine between two ensemble embeddings is the mean
-of the members' cosines.
-The runtime, the memory and TensorRT see one ordinary encoder with a larger embedding.
+of the members' cosines. The runtime and the memory see one ordinary encoder with a larger
+embedding; the merge adds only plain operators (ReduceL2, Max, Div, Concat, Mul) for TensorRT.
 
 Members must be showsay encoders of one kind with identical speech features or image settings and
 the same opset. The merged file carries the same metadata as a single encoder plus the members' ids;
