@@ -11,7 +11,8 @@ from edge.settings import SettingsError
 from tests._train_data import write_tiny_config, write_tiny_data
 from train.cli import main as train_main
 from train.data import DataError, load_speech
-from train.fit import load_checkpoint, load_train_settings, rebuild_model, train
+from train.data import LabelledSet
+from train.fit import ImageModality, TrainSettings, load_checkpoint, load_train_settings, pen_width, rebuild_model, train
 from train.losses import semihard_triplet_loss
 
 
@@ -49,6 +50,31 @@ def test_same_seed_same_weights(tmp_path: Path, data_dir: Path) -> None:
         cfg = write_tiny_config(tmp_path / f"c{i}.yaml", data_dir, tmp_path / f"m{i}.pt", "triplet", max_epochs=1)
         ids.append(train("speech", load_train_settings(cfg), progress=False)["model_id"])
     assert ids[0] == ids[1]
+
+
+def test_pen_width_thickens_and_thins_strokes() -> None:
+    x = torch.zeros(3, 1, 28, 28)
+    x[:, :, 8:20, 13:15] = 1.0  # a 2-px vertical stroke
+    out = pen_width(x, torch.tensor([1.0, -1.0, 0.0]))
+    assert torch.equal(out[2], x[2])  # no change
+    assert out[0].sum() > x[0].sum() and torch.all(out[0] >= x[0])  # thicker: the stroke grows, nothing is lost
+    assert out[1].sum() < x[1].sum() and torch.all(out[1] <= x[1])  # thinner
+    half = pen_width(x, torch.tensor([0.5, -0.5, 0.0]))
+    assert torch.allclose(half[:2], (x[:2] + out[:2]) / 2)  # a fraction blends towards the dilation or erosion
+
+
+def test_slant_and_pen_augmentation_leave_older_runs_reproducible() -> None:
+    """With max_shear and stroke_change at 0 the augmentation draws from the generator what it drew before they
+    existed (rotation, scale, shift), so the seeds of shipped checkpoints still reproduce them."""
+    data = LabelledSet(items=np.random.default_rng(0).random((6, 1, 28, 28)).astype(np.float32), labels=np.arange(6),
+                       speakers=np.zeros(6, np.int64), names=[str(i) for i in range(6)], clean=np.ones(6, bool))
+    used = np.random.default_rng(1)
+    plain = ImageModality(TrainSettings(), 1, 28).batch(data, np.arange(6), True, used)[0]
+    expected = np.random.default_rng(1)
+    expected.uniform(-1, 1, 6), expected.uniform(0.9, 1.1, 6), expected.uniform(-1, 1, (6, 2))
+    assert used.uniform() == expected.uniform()
+    slanted = ImageModality(TrainSettings(max_shear=0.3, stroke_change=0.7), 1, 28).batch(data, np.arange(6), True, np.random.default_rng(1))[0]
+    assert plain.shape == slanted.shape == (6, 1, 28, 28) and not torch.allclose(plain, slanted)
 
 
 def test_validation_words_are_held_out_of_training(data_dir: Path) -> None:

@@ -68,6 +68,10 @@ class TrainSettings:
     max_rotation_deg: float = setting(10.0, "image: largest random rotation, degrees", min=0.0, max=180.0)
     max_shift_px: float = setting(2.0, "image: largest random shift, pixels", min=0.0)
     scale_range: float = setting(0.1, "image: random scale in [1 - r, 1 + r]", min=0.0, max=0.5)
+    max_shear: float = setting(0.0, "image: largest random horizontal shear (slant), x shift per unit of height", min=0.0, max=1.0)
+    stroke_change: float = setting(
+        0.0, "image: random pen width: ink blended up to this fraction towards a 3x3 dilation (thicker) or erosion (thinner)", min=0.0, max=1.0
+    )
     threads: int = setting(2, "torch CPU threads", min=1, max=64)
 
 
@@ -122,6 +126,15 @@ class SpeechModality(Modality):
         return {"feat_dim": self.feat_dim}
 
 
+def pen_width(x: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+    """Ink (bright on dark, (B, C, H, W)) drawn with another pen: each image blended by ``change`` (B,) in [-1, 1]
+    towards its 3x3 dilation (> 0, thicker strokes) or erosion (< 0, thinner)."""
+    thicker = F.max_pool2d(x, 3, stride=1, padding=1)
+    thinner = -F.max_pool2d(-x, 3, stride=1, padding=1)
+    c = change.view(-1, 1, 1, 1)
+    return torch.where(c >= 0, x + c * (thicker - x), x - c * (thinner - x))
+
+
 class ImageModality(Modality):
     kind = "image"
 
@@ -135,10 +148,14 @@ class ImageModality(Modality):
             angle = torch.from_numpy(rng.uniform(-1, 1, b).astype(np.float32)) * np.deg2rad(self.s.max_rotation_deg)
             scale = torch.from_numpy(rng.uniform(1 - self.s.scale_range, 1 + self.s.scale_range, b).astype(np.float32))
             shift = torch.from_numpy(rng.uniform(-1, 1, (b, 2)).astype(np.float32)) * (2 * self.s.max_shift_px / self.size_px)
+            shear = torch.from_numpy(rng.uniform(-1, 1, b).astype(np.float32)) * self.s.max_shear if self.s.max_shear > 0 else torch.zeros(b)  # no draw: older runs reproduce
             cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-            theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)  # (B, 2, 3)
+            # rotation and scale, then a horizontal shear: [[1, shear], [0, 1]] @ [[cos, -sin], [sin, cos]]
+            theta = torch.stack([torch.stack([cos + shear * sin, shear * cos - sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)  # (B, 2, 3)
             grid = F.affine_grid(theta, list(x.shape), align_corners=False)
             x = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+            if self.s.stroke_change > 0:
+                x = pen_width(x, torch.from_numpy(rng.uniform(-1, 1, b).astype(np.float32)) * self.s.stroke_change)
         return (x,)
 
     def input_spec(self) -> dict[str, Any]:
