@@ -10,8 +10,7 @@ import torch
 from edge.settings import SettingsError
 from tests._train_data import write_tiny_config, write_tiny_data
 from train.cli import main as train_main
-from train.data import DataError, load_speech
-from train.data import LabelledSet
+from train.data import DataError, LabelledSet, load_speech
 from train.fit import ImageModality, TrainSettings, load_checkpoint, load_train_settings, pen_width, rebuild_model, train
 from train.losses import semihard_triplet_loss
 
