@@ -21,7 +21,8 @@ from edge.encoders import EncoderSettings, embed_crops, load_image_encoder
 from train.prepare import PrepareSettings, omniglot_to_mnist_style
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot" / "images_evaluation.npz"
-RENDERINGS = (("training's pen", 5, 0.0), ("thin pen (1 px)", 1, 0.0), ("thick pen (9 px)", 9, 0.0), ("slanted 0.3", 5, 0.3), ("slanted -0.3", 5, -0.3), ("thick pen, slanted 0.3", 9, 0.3))
+TRAINING_PEN = PrepareSettings().ink_dilation_px  # 5 px at 105 px, as 'train prepare' draws every character
+RENDERINGS = (("training's pen", TRAINING_PEN, 0.0), ("thin pen (1 px)", 1, 0.0), ("thick pen (9 px)", 9, 0.0), ("slanted 0.3", TRAINING_PEN, 0.3), ("slanted -0.3", TRAINING_PEN, -0.3), ("thick pen, slanted 0.3", 9, 0.3))
 
 
 def render(paper: np.ndarray, pen_px: int, shear: float) -> np.ndarray:
@@ -45,14 +46,12 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    if PrepareSettings().ink_dilation_px != 5:
-        raise SystemExit("the support rendering here assumes training's 5 px pen (train.prepare.PrepareSettings)")
     with np.load(args.omniglot) as z:
         raw = z["images"]  # (classes, drawers, 105, 105) bool
     rng = np.random.default_rng(args.seed)
     eps = [(rng.choice(raw.shape[0], args.ways, replace=False), rng.integers(0, raw.shape[1], (args.ways, 2))) for _ in range(args.episodes)]
     eps = [(c, np.where(d[:, :1] == d[:, 1:], np.stack([d[:, 0], (d[:, 0] + 1) % raw.shape[1]], 1), d)) for c, d in eps]  # two drawers
-    support_crops = [omniglot_to_mnist_style(raw[c, d[0]], 5) for cls, dr in eps for c, d in zip(cls, dr)]
+    support_crops = [omniglot_to_mnist_style(raw[c, d[0]], TRAINING_PEN) for cls, dr in eps for c, d in zip(cls, dr)]
     names = args.encoders.split(",")
     encoders = [load_image_encoder(EncoderSettings(image=n)) for n in names]
 
