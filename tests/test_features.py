@@ -138,3 +138,15 @@ def test_warped_copies_bring_a_speaker_with_higher_formants_closer_for_dtw():
     for bad in (0.0, 1.0, -0.1):
         with pytest.raises(ValueError, match="warp must be in"):
             warped_speech_features(child, s, bad)
+
+
+def test_deltas_are_python_speech_features_deltas():
+    import python_speech_features as psf
+
+    from edge.features import deltas
+
+    frames = np.random.default_rng(3).normal(size=(57, 13))
+    for window in (1, 2, 4):
+        assert np.abs(deltas(frames, window) - psf.delta(frames, window)).max() < 1e-12
+    one = frames[:1]  # a single frame: the edge repeats, so no change
+    assert np.abs(deltas(one, 2)).max() == 0.0 == np.abs(psf.delta(one, 2)).max()
