@@ -1,9 +1,10 @@
 """Dynamic time warping over feature frames, vectorised with numpy (the seeds' speech baseline).
 
 Frame distance is cosine distance (1 - cos, in [0, 2]); the alignment cost is normalised by the
-length of the chosen path, as in Kamper's speech_dtw. The recurrence is evaluated one
-anti-diagonal at a time, all cells of a diagonal and all reference sequences at once, so one
-query against R references costs (T + M) numpy steps instead of T * M * R Python steps.
+length of the chosen path, as in Kamper's speech_dtw. The recurrence is evaluated one query frame
+(row) at a time for all reference sequences at once; within a row, the dependence on the cell to
+the left is a running minimum (``np.minimum.accumulate``), so one query against R references costs
+T numpy steps instead of T * M * R Python steps.
 """
 from __future__ import annotations
 
@@ -33,22 +34,31 @@ def _dtw_block(q: np.ndarray, refs: list[np.ndarray]) -> np.ndarray:
     padded = np.zeros((len(refs), m_len, q.shape[1]), np.float32)
     for i, r in enumerate(refs):
         padded[i, : r.shape[0]] = r
-    # cost[r, i, j]: cosine distance between query frame i and frame j of reference r.  (R, T, M)
-    cost = 1.0 - np.einsum("td,rmd->rtm", q, padded).astype(np.float64)
-    # acc and steps use a border row/column of inf so the recurrence needs no bounds checks. (R, T+1, M+1)
-    acc = np.full((len(refs), t_len + 1, m_len + 1), np.inf)
-    steps = np.zeros((len(refs), t_len + 1, m_len + 1), np.int32)
-    acc[:, 0, 0] = 0.0
-    for k in range(2, t_len + m_len + 1):
-        i = np.arange(max(1, k - m_len), min(t_len, k - 1) + 1)  # cells (i, k - i) on this diagonal
-        j = k - i
-        cand = np.stack([acc[:, i - 1, j - 1], acc[:, i - 1, j], acc[:, i, j - 1]])  # (3, R, n)
-        cand_steps = np.stack([steps[:, i - 1, j - 1], steps[:, i - 1, j], steps[:, i, j - 1]])
-        best = cand.argmin(axis=0)  # (R, n)
-        acc[:, i, j] = cost[:, i - 1, j - 1] + np.take_along_axis(cand, best[None], 0)[0]
-        steps[:, i, j] = np.take_along_axis(cand_steps, best[None], 0)[0] + 1
-    rows = np.arange(len(refs))
-    return acc[rows, t_len, lens] / steps[rows, t_len, lens]
+    # cost[i, r, j]: cosine distance between query frame i and frame j of reference r.  (T, R, M)
+    cost = 1.0 - np.einsum("td,rmd->trm", q, padded).astype(np.float64)
+    n_refs, cols = len(refs), np.arange(1, m_len + 1)
+    # up / up_steps: accumulated cost and path length of the previous row of cells, column 0 being the
+    # border; the row before the first is the border too, where only the cell before (1, 1) is reachable.
+    up, up_steps = np.full((n_refs, m_len + 1), np.inf), np.zeros((n_refs, m_len + 1))
+    up[:, 0] = 0.0
+    row, row_steps = np.full((n_refs, m_len + 1), np.inf), np.zeros((n_refs, m_len + 1))
+    for c in cost:  # one query frame at a time, (R, M)
+        # From the row above: the diagonal predecessor wins ties, as in the seeds' speech_dtw.
+        diag_first = up[:, :-1] <= up[:, 1:]
+        above = np.where(diag_first, up[:, :-1], up[:, 1:])
+        above_steps = np.where(diag_first, up_steps[:, :-1], up_steps[:, 1:])
+        # Along the row, acc[j] = c[j] + min(above[j], acc[j - 1]): with S the running sum of c,
+        # acc[j] = S[j] + min over k <= j of (c[k] + above[k] - S[k]), the path entering the row at k.
+        run = np.cumsum(c, axis=1)
+        entry = c + above - run
+        best = np.minimum.accumulate(entry, axis=1)
+        k = np.maximum.accumulate(np.where(entry <= best, cols, 0), axis=1)  # the latest entry at the minimum: above wins ties
+        row[:, 0] = np.inf  # the border column: reachable only before the first row
+        row[:, 1:] = run + best
+        row_steps[:, 1:] = np.take_along_axis(above_steps, k - 1, axis=1) + (cols + 1 - k)
+        up, row, up_steps, row_steps = row, up, row_steps, up_steps
+    refs_idx = np.arange(n_refs)
+    return up[refs_idx, lens] / up_steps[refs_idx, lens]
 
 
 def dtw_distance(a: np.ndarray, b: np.ndarray) -> float:

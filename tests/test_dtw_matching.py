@@ -47,6 +47,17 @@ def test_vectorised_dtw_equals_the_double_loop_on_ragged_batches():
     assert np.allclose(got, want, atol=1e-5)
 
 
+
+def test_dtw_breaks_ties_like_the_double_loop():
+    # Frames drawn from three unit vectors make many paths of equal cost; the path length that
+    # normalises the cost then depends on which predecessor wins a tie (diagonal, then above, then left).
+    rng = np.random.default_rng(7)
+    basis = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    for _ in range(30):
+        q = basis[rng.integers(0, 3, size=int(rng.integers(1, 12)))]
+        refs = [basis[rng.integers(0, 3, size=int(rng.integers(1, 12)))] for _ in range(4)]
+        assert np.allclose(dtw_one_to_many(q, refs), [_naive(q, r) for r in refs], atol=1e-9)
+
 def _unit(*v):
     x = np.array(v, np.float32)
     return x / np.linalg.norm(x)
