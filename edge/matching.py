@@ -101,8 +101,8 @@ class MatchSettings:
         0.0,
         "DTW (speech: dtw, or fused) also compares a request with copies of it whose frequencies are scaled by 1 - and "
         "1 + this (speakers' vocal tracts differ in length), and the lowest cost counts; 0.15 helps across voices of "
-        "many recorded speakers (background words) but not across FSDD's four adult men, and triples the speech-side "
-        "cost (edge/models/README.md); 0 compares the request as heard (the seeds' rule)",
+        "many recorded speakers (background words) but not across FSDD's four adult men, and costs 2-3x as much on the speech "
+        "side (edge/models/README.md); 0 compares the request as heard (the seeds' rule)",
         min=0.0,
         max=0.5,
     )
