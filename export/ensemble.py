@@ -23,6 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from edge.encoders import OnnxEncoder
+from edge.matching import l2_normalise
 from edge.model_io import (
     EMBEDDING_OUTPUT,
     META_IMAGE_SETTINGS,
@@ -36,11 +37,6 @@ from export.onnx_export import ExportResult, parity_inputs
 
 PARITY_TOLERANCE = 1e-5  # the merged graph computes exactly what the members do; only float order differs
 MEMBER_KEYS = ("showsay.objective", "showsay.train_seed", "showsay.val_one_shot")
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (as the ensemble graph does with each member's output)."""
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _read(path: Path) -> tuple["object", ModelInfo, dict[str, str]]:
@@ -151,7 +147,8 @@ def export_ensemble(paths: Sequence[Path], out: Path) -> ExportResult:
     spec = {"feat_dim": shape[2]} if first.kind == "speech" else {"channels": shape[1], "size_px": shape[2]}
     worst = 0.0
     for batch in parity_inputs(first.kind, spec):
-        ref = np.concatenate([unit(p.embed(batch)) for p in parts], axis=1) / np.sqrt(len(parts))
+        # each member to unit length, as the graph does, side by side times 1/sqrt(n)
+        ref = np.concatenate([l2_normalise(p.embed(batch)) for p in parts], axis=1) / np.sqrt(len(parts))
         worst = max(worst, float(np.abs(encoder.embed(batch) - ref).max()))
     if worst > PARITY_TOLERANCE:
         raise ModelError(f"{out}: the ensemble differs from its members by {worst:.2e} (> {PARITY_TOLERANCE:g})")

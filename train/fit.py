@@ -165,6 +165,7 @@ class ImageModality(Modality):
 def teacher_embeddings(s: TrainSettings, tr: LabelledSet, input_settings: dict[str, Any]) -> np.ndarray:
     """(N, dim) unit embeddings of every training example by the teacher encoder (ONNX Runtime), clean inputs."""
     from edge.encoders import OnnxEncoder
+    from edge.matching import l2_normalise
     from edge.model_io import ModelError
 
     if not s.teacher:
@@ -180,8 +181,7 @@ def teacher_embeddings(s: TrainSettings, tr: LabelledSet, input_settings: dict[s
     log.info("teacher %s: embedding %d training examples", enc.info.model_id, len(tr))
     items = tr.items
     out = [enc.embed(items[i : i + 256]) for i in range(0, len(tr), 256)]
-    emb = np.concatenate(out).astype(np.float32)
-    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    return l2_normalise(np.concatenate(out))
 
 
 def embed_all(model: nn.Module, modality: Modality, data: LabelledSet, idx: np.ndarray, batch_size: int = 256) -> np.ndarray:
