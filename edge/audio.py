@@ -39,16 +39,21 @@ def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
 
 
 def read_wav(path: str | os.PathLike, sample_rate_hz: int = 16000) -> np.ndarray:
-    """Mono float32 samples of a wav file (8 to 32-bit PCM or float, any rate), resampled to ``sample_rate_hz``."""
+    """Mono float32 samples of an audio file (wav of 8 to 32-bit PCM or float, or FLAC; any rate), resampled to ``sample_rate_hz``."""
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", wavfile.WavFileWarning)  # odd chunks (LIST, cue) are fine
-            rate, data = wavfile.read(path)
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic == b"fLaC":
+            rate, data = _read_flac(path)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", wavfile.WavFileWarning)  # odd chunks (LIST, cue) are fine
+                rate, data = wavfile.read(path)
     except FileNotFoundError:
         raise AudioError(f"{path}: no such audio file") from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise AudioError(f"{path}: not a readable wav file ({exc})") from None
+    except (ValueError, OSError, EOFError, RuntimeError) as exc:  # soundfile raises LibsndfileError (a RuntimeError)
+        raise AudioError(f"{path}: not a readable wav or FLAC file ({exc})") from None
     if data.ndim == 2:
         data = to_float(data).mean(axis=1)
     elif data.ndim == 1:
@@ -60,6 +65,16 @@ def read_wav(path: str | os.PathLike, sample_rate_hz: int = 16000) -> np.ndarray
     if not np.all(np.isfinite(data)):
         raise AudioError(f"{path}: the audio holds NaN or infinite samples")
     return resample(data, int(rate), sample_rate_hz)
+
+
+def _read_flac(path: Path) -> tuple[int, np.ndarray]:
+    """(rate, samples) of a FLAC file through libsndfile (soundfile), as int16 when it is 16-bit or less."""
+    import soundfile  # imported here: only FLAC needs it
+
+    info = soundfile.info(str(path))
+    dtype = "int16" if info.subtype in ("PCM_S8", "PCM_U8", "PCM_16") else "int32"
+    data, rate = soundfile.read(str(path), dtype=dtype, always_2d=False)
+    return int(rate), data
 
 
 def to_int16(samples: np.ndarray) -> np.ndarray:
