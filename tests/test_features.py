@@ -148,5 +148,5 @@ def test_deltas_are_python_speech_features_deltas():
     frames = np.random.default_rng(3).normal(size=(57, 13))
     for window in (1, 2, 4):
         assert np.abs(deltas(frames, window) - psf.delta(frames, window)).max() < 1e-12
-    one = frames[:1]  # a single frame: the edge repeats, so no change
-    assert np.abs(deltas(one, 2)).max() == 0.0 == np.abs(psf.delta(one, 2)).max()
+    one = frames[:1]  # a single frame: the edge repeats, so no change (up to rounding: OpenBLAS's kernels differ by CPU)
+    assert np.abs(deltas(one, 2)).max() < 1e-12 and np.abs(psf.delta(one, 2)).max() < 1e-12
