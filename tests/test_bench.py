@@ -187,7 +187,7 @@ def test_bench_cli_bad_input(tmp_path, capsys):
     assert "need 10 classes" in capsys.readouterr().err
     (tmp_path / "wav" / "rise_low_0.wav").write_bytes(b"broken")
     assert main(["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "3", "--episodes", "30", "--quiet"]) == 1
-    assert "rise_low_0.wav: not a readable wav file" in capsys.readouterr().err
+    assert "rise_low_0.wav: not a readable wav or FLAC file" in capsys.readouterr().err
     with pytest.raises(ManifestError, match=r"images.csv:2: view must be an integer"):
         (tmp_path / "images.csv").write_text("path,label,view\nimg/a.png,a,front\n")
         read_image_manifest(tmp_path / "images.csv")

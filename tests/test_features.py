@@ -50,7 +50,7 @@ def test_bad_audio_files_get_clear_errors(tmp_path):
         read_wav(tmp_path / "missing.wav")
     junk = tmp_path / "junk.wav"
     junk.write_bytes(b"this is not a wav file at all")
-    with pytest.raises(AudioError, match=f"{junk}: not a readable wav file"):
+    with pytest.raises(AudioError, match=f"{junk}: not a readable wav or FLAC file"):
         read_wav(junk)
     empty = tmp_path / "empty.wav"
     wavfile.write(empty, RATE, np.zeros(0, np.int16))
