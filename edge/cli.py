@@ -68,10 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from edge.logs import configure_logging
+
+    configure_logging(args.verbose)  # a private copy of stderr, journald priorities, repeats held back
     if args.command in DELEGATED:
         module, extra, _ = DELEGATED[args.command]
         try:

@@ -35,6 +35,7 @@ EventSink = Callable[[dict], None]
 """Receives device events such as ``{"event": "device_lost", "device": "microphone", ...}``."""
 
 FALLBACK_DEVICE_RATES_HZ = (48000, 44100, 32000, 22050, 16000)
+_WAKE = object()  # queued by wake(): read() returns at once
 
 
 class AudioDeviceError(RuntimeError):
@@ -198,6 +199,8 @@ class MicrophoneSource:
         self._pending_time_s = 0.0
         self._generation = 0  # bumps on every (re)open; blocks carry it so the consumer starts afresh
         self._consumer_generation = 0
+        self.reinitialisations = 0  # times PortAudio was re-initialised to find a replugged device
+        self._last_reinit_s = -1e9
 
     # --- device side -------------------------------------------------------------------------
     def _resolve_device(self) -> int | None:
@@ -306,19 +309,22 @@ class MicrophoneSource:
         """
         backoff = self.settings.reconnect_backoff_s
         lost_since = self._lost_at_start  # set from device_lost until audio flows again
+        failed_opens = 1 if lost_since is not None else 0  # reopen attempts that failed since audio last flowed
         while not self._stop.is_set():
             stream = self._stream
             if stream is None:
                 try:
-                    # a replugged device gets a new PortAudio index only after re-initialising
-                    self._sd._terminate()
-                    self._sd._initialize()
+                    if failed_opens:
+                        self._reinitialise_if_due()
                     self._open()
                 except Exception as exc:
+                    failed_opens += 1
                     log.warning("microphone: cannot open (%s); retrying in %.1f s", exc, backoff)
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.settings.max_backoff_s)
                 continue
+            if self._last_block_s > self._opened_s:
+                failed_opens = 0
             if lost_since is not None and self._last_block_s > self._opened_s:
                 backoff = self.settings.reconnect_backoff_s
                 self.connected = True
@@ -339,12 +345,29 @@ class MicrophoneSource:
                     log.warning("microphone lost: %s; reopening", reason)
                     self._emit({"event": "device_lost", "device": "microphone", "reason": reason})
                 else:
+                    failed_opens += 1
                     log.warning("microphone: the reopened stream failed too (%s); retrying in %.1f s", reason, backoff)
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.settings.max_backoff_s)
                 continue
             self._stop.wait(0.05)
         self._close_stream()
+
+    def _reinitialise_if_due(self) -> None:
+        """Re-initialise PortAudio, at most once per ``max_backoff_s``: a replugged device gets a new index only then.
+
+        Not on every attempt: sounddevice points file descriptor 2 at /dev/null while PortAudio
+        initialises (so ALSA's probing stays quiet), initialising probes every sound card, and the
+        first reopen after a loss (a restarted sound server) needs no new device list.
+        """
+        now = time.monotonic()
+        if now - self._last_reinit_s < self.settings.max_backoff_s:
+            return
+        self._last_reinit_s = now
+        self.reinitialisations += 1
+        log.debug("microphone: re-initialising PortAudio to look for the device again (%d)", self.reinitialisations)
+        self._sd._terminate()
+        self._sd._initialize()
 
     # --- consumer side -----------------------------------------------------------------------
     def start(self) -> None:
@@ -392,10 +415,13 @@ class MicrophoneSource:
             if self.closed:
                 return None
             try:
-                block, t_block, generation = self._blocks.get(timeout=max(0.0, deadline - time.monotonic()))
+                item = self._blocks.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 self._report_losses()
                 return None
+            if item is _WAKE:
+                return None
+            block, t_block, generation = item
             with self._lock:
                 rate = self.device_rate_hz or self.settings.sample_rate_hz
             self._append(block, t_block, rate, generation)
@@ -416,10 +442,18 @@ class MicrophoneSource:
             self._pending_time_s = t_block
         self._pending = np.concatenate([self._pending, block])
 
+    def wake(self) -> None:
+        """Make a :meth:`read` waiting now (or the next one) return None at once: the consumer has other work."""
+        try:
+            self._blocks.put_nowait(_WAKE)  # type: ignore[arg-type]
+        except queue.Full:
+            pass  # the consumer is behind and will not wait anyway
+
     def close(self) -> None:
         """Stop the supervisor and release the device; later reads return None."""
         self.closed = True
         self._stop.set()
+        self.wake()
         if self._supervisor is not None:
             self._supervisor.join(timeout=5.0)
         self._close_stream()
@@ -464,6 +498,7 @@ class WavFileSource:
         self._frames = pcm.reshape(-1, n)
         self._next = 0
         self._t0: float | None = None
+        self._woken = threading.Event()
         self.dropped_frames = 0
         self.closed = False
 
@@ -500,10 +535,10 @@ class WavFileSource:
             ready_at = self._t0 + (self._next + 1) * frame_s
             wait = ready_at - now
             if wait > timeout_s:
-                time.sleep(max(0.0, timeout_s))
+                self._sleep(max(0.0, timeout_s))
                 return None
-            if wait > 0:
-                time.sleep(wait)
+            if wait > 0 and self._sleep(wait):
+                return None  # woken: the frame is not due yet
         i = self._next
         self._next += 1
         base = self._t0 if self._start_time_s is None else self._start_time_s
@@ -511,6 +546,16 @@ class WavFileSource:
         if self._next >= self.frame_count:
             self.closed = True  # nothing more will come; the caller has the last frame
         return frame
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait ``seconds`` unless :meth:`wake` is called; True when woken."""
+        woken = self._woken.wait(seconds)
+        self._woken.clear()
+        return woken
+
+    def wake(self) -> None:
+        """Make a :meth:`read` waiting for its frame's time return None at once."""
+        self._woken.set()
 
     def close(self) -> None:
         """Nothing to release; later reads return None."""
