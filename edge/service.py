@@ -149,18 +149,32 @@ class Daemon:
         self.memory: Any = None
         self.control: Any = None
         self.controller: Any = None
+        self.state_lock: Any = None
+        self._ready = False
         self._thread: threading.Thread | None = None
         self._started: list[Any] = []
 
     def start(self) -> None:
-        """Load the models and memory, open the devices, start the threads; raises on anything unusable."""
+        """Lock the state directory, bind the socket, load the models and memory, open the devices, start the threads.
+
+        Raises on anything unusable. What can refuse a start without risk to the memory (another
+        daemon on the same state directory or socket, a socket path that cannot be used) is done
+        before the memory file is opened.
+        """
         from edge.candidates import make_finder, teach_region
         from edge.daemon import Controller, run_in_thread
         from edge.encoders import load_image_encoder, load_speech_encoder
-        from edge.memory import Memory
+        from edge.memory import Memory, StateDirLock
         from edge.vad import Endpointer
 
         cfg = self.cfg
+        self.state_lock = StateDirLock(cfg.memory.state_dir).acquire()  # a second daemon on this memory stops here
+        if self.use_control:
+            from edge.control import ControlServer
+
+            self.control = ControlServer(cfg.control, self._handle)  # answers "starting" until the controller runs
+            self.control.start()
+            self._started.append(self.control)
         speech = load_speech_encoder(cfg.encoders, cfg.speech_features)
         image = load_image_encoder(cfg.encoders)
         self.memory = Memory.from_settings(cfg.memory)
@@ -178,6 +192,7 @@ class Daemon:
             answers=cfg.answers,
             utterances=cfg.utterances,
             matching=cfg.matching,
+            vad=cfg.vad,
             publish=self._publish,
             heartbeat=self.notifier.watchdog,
         )
@@ -191,12 +206,6 @@ class Daemon:
 
         pairs = self.controller.load_memory(progress)
         log.info("memory %s: %d taught pairs loaded", self.memory.path, pairs)
-        if self.use_control:
-            from edge.control import ControlServer
-
-            self.control = ControlServer(cfg.control, self._handle)
-            self.control.start()
-            self._started.append(self.control)
         for device in (self.frames, self.audio):
             device.start()
             self._started.append(device)
@@ -209,6 +218,7 @@ class Daemon:
         self.button.start(lambda: self.controller.press("button"))
         self._started.append(self.button)
         self._thread = run_in_thread(self.controller)
+        self._ready = True
         status = f"ready: {pairs} pairs, speech {speech.encoder_id}, image {image.encoder_id}"
         self.controller.publish({"event": "ready", "pairs": pairs, "speech_encoder": speech.encoder_id, "image_encoder": image.encoder_id})
         self.notifier.ready(status)
@@ -220,6 +230,8 @@ class Daemon:
             listener(event)
 
     def _handle(self, request: dict) -> dict:
+        if not self._ready:
+            return {"ok": False, "error": "the daemon is starting (loading models and memory, opening devices); try again in a moment"}
         return self.controller.request(request, timeout_s=self.cfg.service.request_timeout_s)
 
     def wait_finished(self, timeout_s: float) -> bool:
@@ -261,13 +273,19 @@ class Daemon:
         if self.memory is not None:
             self.memory.close()
             self.memory = None
+        if self.state_lock is not None:
+            self.state_lock.release()  # last: nothing of this daemon touches the state directory after it
+            self.state_lock = None
 
 
 def run_service(config_path: str | os.PathLike) -> int:
     """``showsay run``: the daemon with the configured microphone, camera and button until SIGTERM."""
+    import sqlite3
+
     from edge.button import make_button
     from edge.camera import Camera
     from edge.config import ConfigError, load_config
+    from edge.control import ControlError
     from edge.hearing import MicrophoneSource
     from edge.memory import MemoryError_
     from edge.model_io import ModelError
@@ -296,11 +314,22 @@ def run_service(config_path: str | os.PathLike) -> int:
             relay=relay,
         )
         daemon.start()
-    except (ConfigError, ModelError, MemoryError_, OSError, ValueError, RuntimeError) as exc:
-        log.error("cannot start: %s", exc)
-        notifier.status(f"failed to start: {exc}")
+    except Exception as exc:  # one line naming what failed, never a traceback (it is at debug level, -v)
+        known = (ConfigError, ModelError, MemoryError_, ControlError, OSError, ValueError, RuntimeError)
+        if isinstance(exc, sqlite3.Error):
+            message = f"memory {cfg.memory.path}: {exc} (sqlite3)"
+        elif isinstance(exc, known):
+            message = str(exc)
+        else:
+            message = f"unexpected {type(exc).__name__}: {exc}"
+        log.error("cannot start: %s", message)
+        log.debug("the start-up failure in full", exc_info=True)
+        notifier.status(f"failed to start: {message}")
         if daemon is not None:
-            daemon.close()
+            try:
+                daemon.close()
+            except Exception as close_exc:
+                log.error("closing after the failed start: %s: %s", type(close_exc).__name__, close_exc)
         notifier.close()
         return 1
     last_status = 0.0
