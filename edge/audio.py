@@ -37,7 +37,7 @@ def to_float(samples: np.ndarray) -> np.ndarray:
         return (samples.astype(np.float32) - 128.0) / 128.0
     if np.issubdtype(samples.dtype, np.integer):
         return samples.astype(np.float32) / float(-np.iinfo(samples.dtype).min)
-    return samples.astype(np.float32)
+    return samples.astype(np.float32, copy=False)
 
 
 def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
@@ -142,7 +142,11 @@ class AudioHeader:
     rate_hz: int
     channels: int
     frames: int | None  # None: not declared (a streamed FLAC)
-    bytes_per_sample: int
+    bits: int  # per sample
+    is_float: bool = False  # wav: IEEE float samples, else integer PCM
+    big_endian: bool = False  # wav: RIFX
+    data_offset: int = 0  # wav: where the samples start
+    block_align: int = 0  # wav: bytes per frame
 
     @property
     def duration_ms(self) -> float | None:
@@ -159,7 +163,7 @@ def parse_audio_header(head: bytes, file_bytes: int) -> AudioHeader | str:
         bits = int.from_bytes(head[18:26], "big")
         rate, channels, width = bits >> 44, ((bits >> 41) & 0x7) + 1, ((bits >> 36) & 0x1F) + 1
         total = bits & ((1 << 36) - 1)
-        return AudioHeader("flac", rate, channels, total or None, 2 if width <= 16 else 4)
+        return AudioHeader("flac", rate, channels, total or None, width)
     if head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
         return "not a wav (RIFF/RIFX WAVE) or FLAC file"
     order = "<" if head[:4] == b"RIFF" else ">"
@@ -174,15 +178,15 @@ def parse_audio_header(head: bytes, file_bytes: int) -> AudioHeader | str:
                 tag = struct.unpack(order + "H", head[pos + 32:pos + 34])[0]
             if tag not in (1, 3):
                 return f"a wav file in an unsupported encoding (format tag {tag}; PCM and float are read)"
-            if channels < 1 or block_align < 1 or bits not in (8, 16, 24, 32, 64):
-                return "a wav file with a damaged 'fmt ' chunk"
-            fmt = (channels, rate, block_align, bits)
+            if channels < 1 or bits not in ((32, 64) if tag == 3 else (8, 16, 24, 32)) or block_align != channels * (bits // 8):
+                return "a wav file with a damaged or unsupported 'fmt ' chunk"
+            fmt = (channels, rate, block_align, bits, tag)
         elif chunk == b"data":
             if fmt is None:
                 return "a wav file whose 'data' chunk comes before its 'fmt ' chunk"
-            channels, rate, block_align, bits = fmt
+            channels, rate, block_align, bits, tag = fmt
             data_bytes = min(size, max(0, file_bytes - pos - 8))
-            return AudioHeader("wav", rate, channels, data_bytes // block_align, max(1, bits // 8))
+            return AudioHeader("wav", rate, channels, data_bytes // block_align, bits, tag == 3, order == ">", pos + 8, block_align)
         pos += 8 + size + (size & 1)
     if pos >= HEADER_BYTES:
         return f"a wav file whose audio does not start within its first {HEADER_BYTES // 1024} KiB"
@@ -214,22 +218,40 @@ def read_request_audio(path: str | os.PathLike, sample_rate_hz: int, max_duratio
         problem = _header_problem(header, max_duration_ms)
         if problem:
             raise AudioError(f"{path}: {problem}; refused before decoding")
-        data = head + _read_until(fd, path, size - len(head), deadline, timeout_s)
+        data = bytearray(size)  # the whole file, read once into one buffer (the samples are views of it)
+        data[: len(head)] = head
+        got = len(head) + _read_into(fd, path, memoryview(data)[len(head):], deadline, timeout_s)
     finally:
         os.close(fd)
     frames_cap = ceil(max_duration_ms / 1000.0 * header.rate_hz)
-    try:
-        if header.format == "flac":
-            rate, samples = _read_flac(io.BytesIO(data), frames_cap)
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", wavfile.WavFileWarning)
-                rate, samples = wavfile.read(io.BytesIO(data))
-    except (ValueError, OSError, EOFError, RuntimeError, struct.error) as exc:
-        raise AudioError(f"{path}: not a readable {header.format} file (the decoder refused it: {type(exc).__name__})") from None
-    if rate != header.rate_hz or samples.shape[0] > frames_cap:
-        raise AudioError(f"{path}: the audio is longer than its header says, or at another rate; refused")
+    if header.format == "flac":
+        try:
+            rate, samples = _read_flac(io.BytesIO(data[:got]), frames_cap)
+        except (ValueError, OSError, EOFError, RuntimeError) as exc:
+            raise AudioError(f"{path}: not a readable FLAC file (the decoder refused it: {type(exc).__name__})") from None
+        if rate != header.rate_hz or samples.shape[0] > frames_cap:
+            raise AudioError(f"{path}: the audio is longer than its header says, or at another rate; refused")
+    else:
+        samples, rate = _wav_samples(data, got, header), header.rate_hz
     return _to_mono(path, samples, int(rate), sample_rate_hz)
+
+
+def _wav_samples(data: bytearray, got: int, header: AudioHeader) -> np.ndarray:
+    """(frames, channels) samples of a wav whose header has been checked, as views of ``data`` where the encoding allows."""
+    frames = min(header.frames or 0, max(0, got - header.data_offset) // header.block_align)
+    count = frames * header.channels
+    order = ">" if header.big_endian else "<"
+    if header.bits == 24:  # three bytes per sample: widen to int32 (the low byte zero, so to_float scales by 2**31)
+        raw = np.frombuffer(data, np.uint8, count * 3, header.data_offset).reshape(-1, 3)
+        if header.big_endian:
+            raw = raw[:, ::-1]
+        wide = np.zeros((count, 4), np.uint8)
+        wide[:, 1:] = raw
+        samples = wide.view("<i4").reshape(-1)
+    else:
+        kind = "f" if header.is_float else ("u" if header.bits == 8 else "i")
+        samples = np.frombuffer(data, np.dtype(f"{order}{kind}{header.bits // 8}"), count, header.data_offset)
+    return samples.reshape(frames, header.channels)
 
 
 def _header_problem(header: AudioHeader, max_duration_ms: float) -> str | None:
@@ -245,20 +267,25 @@ def _header_problem(header: AudioHeader, max_duration_ms: float) -> str | None:
 
 
 def _read_until(fd: int, path: Path, n: int, deadline: float, timeout_s: float) -> bytes:
-    """Exactly ``n`` bytes (fewer if the file ends), in chunks, refusing once ``deadline`` passes."""
-    chunks, got = [], 0
-    while got < n:
+    """Exactly ``n`` bytes (fewer if the file ends), refusing once ``deadline`` passes."""
+    buf = bytearray(n)
+    return bytes(buf[: _read_into(fd, path, memoryview(buf), deadline, timeout_s)])
+
+
+def _read_into(fd: int, path: Path, buf: memoryview, deadline: float, timeout_s: float) -> int:
+    """Fill ``buf`` from ``fd`` in 1 MiB steps (fewer bytes if the file ends); bytes read. Refused once ``deadline`` passes."""
+    got = 0
+    while got < len(buf):
         if time.monotonic() > deadline:
             raise AudioError(f"{path}: reading took longer than {timeout_s:g} s; refused")
         try:
-            chunk = os.read(fd, min(1 << 20, n - got))
+            n = os.readv(fd, [buf[got: got + (1 << 20)]])
         except OSError as exc:
             raise AudioError(f"{path}: cannot be read ({exc.strerror})") from None
-        if not chunk:
+        if n == 0:
             break
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
+        got += n
+    return got
 
 
 def to_int16(samples: np.ndarray) -> np.ndarray:

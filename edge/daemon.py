@@ -29,8 +29,8 @@ import queue
 import threading
 import time
 from collections import deque
-from math import ceil
 from dataclasses import dataclass, field
+from math import ceil
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -822,7 +822,7 @@ def _request_audio(req: dict, max_duration_ms: float, timeout_s: float) -> tuple
         return (np.clip(samples, -1, 1) * 32767).astype(np.int16), 16000
     if "pcm_b64" in req:
         rate = req.get("sample_rate_hz", 16000)
-        if isinstance(rate, bool) or rate not in REQUEST_RATES_HZ:
+        if not isinstance(rate, int) or isinstance(rate, bool) or rate not in REQUEST_RATES_HZ:
             raise ValueError(f"sample_rate_hz must be one of {', '.join(str(r) for r in REQUEST_RATES_HZ)}, got {str(rate)[:40]}")
         text = req["pcm_b64"]
         if not isinstance(text, str) or len(text) > 4 * ceil(2 * rate * max_duration_ms / 1000.0 / 3) + 4:

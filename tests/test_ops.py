@@ -165,6 +165,34 @@ def test_request_audio_is_read_through_flac_and_wav_alike(tmp_path):
     assert a.shape == b.shape == (8000,) and np.allclose(a, b, atol=1e-4)
 
 
+@pytest.mark.parametrize("subtype, channels", [("PCM_U8", 1), ("PCM_16", 2), ("PCM_24", 1), ("PCM_24", 3), ("PCM_32", 1),
+                                               ("FLOAT", 2), ("DOUBLE", 1)])
+def test_request_wavs_decode_like_the_general_reader(tmp_path, subtype, channels):
+    import soundfile
+
+    from edge.audio import read_wav
+
+    rng = np.random.default_rng(2)
+    x = (0.4 * rng.uniform(-1, 1, (24000, channels))).astype(np.float32)
+    path = tmp_path / "a.wav"
+    soundfile.write(path, x, 48000, subtype=subtype)
+    assert np.allclose(read_request_audio(path, 16000, 5450, 2.0), read_wav(path, 16000), atol=1e-6)
+
+
+def test_big_endian_rifx_wavs_are_read_too(tmp_path):
+    import struct
+
+    from edge.audio import read_wav
+
+    pcm = (np.sin(np.arange(8000) / 5.0) * 12000).astype(">i2")
+    fmt = struct.pack(">HHIIHH", 1, 1, 16000, 32000, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack(">I", len(fmt)) + fmt + b"data" + struct.pack(">I", pcm.nbytes) + pcm.tobytes()
+    path = tmp_path / "rifx.wav"
+    path.write_bytes(b"RIFX" + struct.pack(">I", len(body)) + body)
+    assert np.allclose(read_request_audio(path, 16000, 5450, 2.0), read_wav(path, 16000))
+    assert np.allclose(read_request_audio(path, 16000, 5450, 2.0), pcm.astype(np.float32) / 32768.0)
+
+
 # ---------------------------------------------------------------------------- waking the controller (item 14)
 
 
