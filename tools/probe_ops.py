@@ -4,6 +4,7 @@
     PYTHONPATH=. .venv/bin/python tools/probe_ops.py ask      # hostile ask files: FIFO, secret text, 10-minute wav, 1 Hz wav
     PYTHONPATH=. .venv/bin/python tools/probe_ops.py logs     # event lines lost of 3,000 while the microphone flaps
     PYTHONPATH=. .venv/bin/python tools/probe_ops.py starts   # start-up: ready line without a microphone, fatal errors, a second daemon
+    PYTHONPATH=. .venv/bin/python tools/probe_ops.py teach    # teaching after the camera stopped; a label over the limit
 
 Each prints one JSON object with what it measured (counts tried / held, latencies, peak RSS). The
 daemon runs the DTW + pixel baselines (``edge/samples/demo-baseline.yaml``) so no model is needed.
@@ -361,6 +362,45 @@ def probe_logs(tmp: Path, events: int = 3000, pace_s: float = 0.03) -> dict:
     }
 
 
+# ---------------------------------------------------------------------------- teach
+
+
+def probe_teach(tmp: Path) -> dict:
+    """Teaching from a camera that has stopped (the bundled video ends), and a label over the limit."""
+    from tests.daemon_process import EventCollector, word_wav
+
+    apple = word_wav("apple", tmp / "apple.wav", ("en-us", 145, 45))
+    s = Session(tmp, camera={"loop_file": False}, teach={"timeout_s": 8.0})
+    out: dict = {}
+    try:
+        s.ready()
+        events = EventCollector(s.socket)
+        lost = events.wait_for("device_lost", 0, timeout_s=60)  # the video (about 30 s) has ended
+        out["camera_lost_reason"] = lost.get("reason")
+        time.sleep(3.0)
+        n = len(events.events)
+        out["teach_reply"] = s.client.request({"cmd": "teach"}, timeout_s=10).get("state")
+        s.pulse.play(apple)
+        t0 = time.monotonic()
+        names = []
+        while time.monotonic() - t0 < 12 and not any(e["event"] in ("taught", "teach_cancelled") for e in events.events[n:]):
+            time.sleep(0.1)
+        names = [{k: e.get(k) for k in ("event", "reason", "pair_id", "frame_time_s", "frame_age_s")} for e in events.events[n:]
+                 if e["event"] in ("taught", "teach_cancelled")]
+        out["stale_camera_teach"] = names
+        out["pairs_after"] = s.client.request({"cmd": "status"}, timeout_s=10).get("pairs")
+        n = len(events.events)
+        reply = s.client.request({"cmd": "teach", "label": "x" * 201}, timeout_s=10)
+        out["long_label_reply"] = reply.get("error") or reply.get("state")
+        out["long_label_state_after"] = s.client.request({"cmd": "status"}, timeout_s=10).get("state")
+        if out["long_label_state_after"] == "teaching":
+            s.client.request({"cmd": "cancel"}, timeout_s=10)
+        events.close()
+    finally:
+        s.close()
+    return out
+
+
 # ---------------------------------------------------------------------------- starts
 
 
@@ -451,7 +491,7 @@ def probe_starts(tmp: Path, runs: int = 12) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("probe", choices=("socket", "ask", "logs", "starts"))
+    parser.add_argument("probe", choices=("socket", "ask", "logs", "starts", "teach"))
     parser.add_argument("--runs", type=int, default=12, help="starts: runs per case")
     parser.add_argument("--events", type=int, default=3000, help="logs: event lines to produce")
     args = parser.parse_args()
@@ -462,6 +502,8 @@ def main() -> int:
             result = probe_ask(Path(tmp))
         elif args.probe == "logs":
             result = probe_logs(Path(tmp), args.events)
+        elif args.probe == "teach":
+            result = probe_teach(Path(tmp))
         else:
             result = probe_starts(Path(tmp), args.runs)
     print(json.dumps(result, indent=1))
