@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.bench.manifest import ManifestError, write_manifest
+from edge.bench.manifest import ManifestError, manifest_path, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -22,21 +22,24 @@ FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
 
 def fsdd_manifest(root: Path, out_csv: Path) -> int:
     """Write ``path,label,speaker`` for every ``{digit}_{speaker}_{n}.wav`` in ``root``; returns the count."""
+    _need_folder(root)
     rows = []
     for wav in sorted(Path(root).glob("*.wav")):
         m = FSDD_NAME.match(wav.name)
         if m:
-            rows.append((_relative(wav, out_csv.parent), m.group(1), m.group(2)))
+            rows.append((manifest_path(wav, out_csv), m.group(1), m.group(2)))
     if not rows:
         raise ManifestError(f"{root}: no FSDD recordings ({{digit}}_{{speaker}}_{{n}}.wav)")
     write_manifest(out_csv, ("path", "label", "speaker"), rows)
     return len(rows)
 
 
-def _relative(path: Path, base: Path) -> str:
-    import os
-
-    return os.path.relpath(Path(path).resolve(), Path(base).resolve())
+def _need_folder(root: Path) -> None:
+    root = Path(root)
+    if not root.exists():
+        raise ManifestError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise ManifestError(f"{root}: not a folder")
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -57,12 +60,14 @@ def read_idx(path: Path) -> np.ndarray:
     return body.reshape(dims)
 
 
-def _write_pngs(images: np.ndarray, labels: list[str], out_dir: Path, prefix: str, views: list[int] | None = None) -> int:
+def _write_pngs(images: np.ndarray, labels: list[str], out_dir: Path, prefix: str, views: list[int] | None = None,
+                numbers: list[int] | None = None) -> int:
+    """PNGs named by ``numbers`` (default: their order; the source's own index keeps a name tied to one image)."""
     img_dir = out_dir / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, (img, label) in enumerate(zip(images, labels)):
-        name = f"images/{prefix}_{i:05d}.png"
+        name = f"images/{prefix}_{i if numbers is None else numbers[i]:05d}.png"
         if not cv2.imwrite(str(out_dir / name), img):
             raise OSError(f"{out_dir / name}: cannot write image")
         rows.append((name, label) if views is None else (name, label, views[i]))
@@ -73,13 +78,14 @@ def _write_pngs(images: np.ndarray, labels: list[str], out_dir: Path, prefix: st
 
 def mnist_manifest(root: Path, out_dir: Path, per_class: int | None = None) -> int:
     """Unpack MNIST's test set (t10k idx files in ``root``) to PNGs plus ``out_dir/mnist.csv``."""
+    _need_folder(root)
     images = read_idx(Path(root) / "t10k-images-idx3-ubyte.gz")
     labels = read_idx(Path(root) / "t10k-labels-idx1-ubyte.gz")
     keep = np.arange(len(labels))
     if per_class is not None:
         keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
         keep.sort()
-    return _write_pngs(images[keep], [str(int(v)) for v in labels[keep]], Path(out_dir), "mnist")
+    return _write_pngs(images[keep], [str(int(v)) for v in labels[keep]], Path(out_dir), "mnist", numbers=[int(k) for k in keep])
 
 
 def coil20_manifest(npz: Path, out_dir: Path) -> int:
@@ -87,6 +93,8 @@ def coil20_manifest(npz: Path, out_dir: Path) -> int:
 
     Object k becomes label ``k - 1`` so that objects 1-10 pair with the spoken digits 0-9.
     """
+    if not Path(npz).is_file():
+        raise ManifestError(f"{npz}: no such file")
     try:
         data = np.load(npz)
         images, labels, pose = data["images"], data["labels"], data["pose"]

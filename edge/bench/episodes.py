@@ -1,11 +1,15 @@
 """Episodes of the seeds' one-shot protocol: L-way K-shot support set, spoken queries, a matching set.
 
-An episode draws L classes. One teacher (a speaker drawn at random) says each class K times; each
-utterance is paired with an image of its class: the support set of L x K pairs. Q spoken queries
-of those classes come from other speakers (``speakers="different"``, the seeds' protocol) or from
-the teacher (``"same"``: a robot's teacher often asks too), never a support utterance. The matching
-set holds one image per class, none of them in the support set and, when views are known, at
-least ``min_view_gap`` turntable steps from every support view of its object.
+An episode draws L classes. With ``teachers="one"`` (the seeds' protocol) one teacher, a speaker
+drawn at random, says each class K times; with ``"half"`` (a household) the speakers are split at
+random into a teaching half (the larger half when their number is odd) and an asking half, and each
+class's K utterances are drawn from all the teaching half's recordings of it, whoever said them.
+Each utterance is paired with an image of its class: the support set of L x K pairs. Q spoken
+queries of those classes come from speakers who did not teach (``speakers="different"``; with
+``"half"``: the asking half only) or from the teacher (``"same"``, one teacher only: a robot's
+teacher often asks too), never a support utterance. The matching set holds one image per class,
+none of them in the support set and, when views are known, at least ``min_view_gap`` turntable
+steps from every support view of its object.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import numpy as np
 from edge.bench.manifest import ImageItem, SpeechItem
 
 SpeakerMode = Literal["different", "same"]
+TeacherMode = Literal["one", "half"]
 
 
 class EpisodeError(ValueError):
@@ -34,6 +39,7 @@ class Episode:
     support_labels: tuple[str, ...]
     queries: tuple[int, ...]
     matching: tuple[int, ...]  # one image per class, in ``classes`` order
+    teaching: tuple[str, ...] = ()  # the speakers who may teach in this episode (sorted): the teacher, or the teaching half
 
 
 def view_distance(a: int, b: int, n_views: int) -> int:
@@ -54,8 +60,10 @@ class EpisodeSampler:
         queries: int,
         speakers: SpeakerMode = "different",
         min_view_gap: int = 0,
+        teachers: TeacherMode = "one",
     ) -> None:
         self.ways, self.shots, self.n_queries, self.speakers = ways, shots, queries, speakers
+        self.teachers = teachers
         self.min_view_gap = min_view_gap
         self.speech_by = defaultdict(lambda: defaultdict(list))  # label -> speaker -> [index]
         for i, it in enumerate(speech):
@@ -73,6 +81,10 @@ class EpisodeSampler:
         speakers_all = sorted({it.speaker for it in speech})
         if speakers == "different" and len(speakers_all) < 2:
             raise EpisodeError("--speakers different needs at least two speakers in the speech manifest")
+        if teachers not in ("one", "half"):
+            raise EpisodeError(f"--teachers must be one or half, got {teachers!r}")
+        if teachers == "half" and speakers != "different":
+            raise EpisodeError("--teachers half asks with the speakers who did not teach: use it with --speakers different")
         self.speakers_all = speakers_all
 
     def sample(self, rng: np.random.Generator, attempts: int = 100) -> Episode:
@@ -81,17 +93,18 @@ class EpisodeSampler:
             ep = self._try(rng)
             if ep is not None:
                 return ep
+        who = "one teacher" if self.teachers == "one" else "half of the speakers teaching"
         raise EpisodeError(
-            f"could not draw a {self.ways}-way {self.shots}-shot episode with {self.speakers} speakers in {attempts} tries: "
-            "too few recordings per speaker, or too few images per class"
+            f"could not draw a {self.ways}-way {self.shots}-shot episode with {self.speakers} speakers and {who} in {attempts} tries: "
+            "too few recordings per speaker" + (" (try --teachers half)" if self.teachers == "one" else " or per class") + ", or too few images per class"
         )
 
     def _try(self, rng: np.random.Generator) -> Episode | None:
         classes = [self.classes[i] for i in rng.choice(len(self.classes), self.ways, replace=False)]
-        teacher = self.speakers_all[rng.integers(len(self.speakers_all))]
+        teaching = self._draw_teaching(rng)
         support_speech, support_images, labels, matching = [], [], [], []
         for c in classes:
-            own = self.speech_by[c].get(teacher, [])
+            own = sorted(i for spk in teaching for i in self.speech_by[c].get(spk, []))
             extra = self.shots + (1 if self.speakers == "same" else 0)  # "same" also needs a query left over
             if len(own) < extra:
                 return None
@@ -108,7 +121,7 @@ class EpisodeSampler:
             matching.append(int(pool[rng.integers(len(pool))]))
         used = set(support_speech)
         query_pool = {
-            c: [i for spk, idx in self.speech_by[c].items() if (spk != teacher) == (self.speakers == "different") for i in idx if i not in used]
+            c: [i for spk, idx in self.speech_by[c].items() if (spk not in teaching) == (self.speakers == "different") for i in idx if i not in used]
             for c in classes
         }
         askable = [c for c in classes if query_pool[c]]
@@ -118,7 +131,16 @@ class EpisodeSampler:
         for _ in range(self.n_queries):
             c = askable[rng.integers(len(askable))]
             queries.append(int(query_pool[c][rng.integers(len(query_pool[c]))]))
-        return Episode(tuple(classes), tuple(support_speech), tuple(support_images), tuple(labels), tuple(queries), tuple(matching))
+        return Episode(tuple(classes), tuple(support_speech), tuple(support_images), tuple(labels), tuple(queries), tuple(matching),
+                       tuple(sorted(teaching)))
+
+    def _draw_teaching(self, rng: np.random.Generator) -> set[str]:
+        """The speakers who teach this episode: one drawn at random, or a random half (the larger when odd)."""
+        n = len(self.speakers_all)
+        if self.teachers == "one":
+            return {self.speakers_all[rng.integers(n)]}
+        order = rng.permutation(n)
+        return {self.speakers_all[i] for i in order[: n - n // 2]}
 
     def _far_from(self, i: int, chosen: list[int], label: str) -> bool:
         if not self.min_view_gap:
