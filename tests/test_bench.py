@@ -15,6 +15,7 @@ from edge.audio import write_wav
 from edge.bench.episodes import EpisodeError, EpisodeSampler, view_distance
 from edge.bench.manifest import ImageItem, ManifestError, SpeechItem, read_image_manifest, read_speech_manifest, write_manifest
 from edge.cli import main
+from edge.images import load_image
 
 RATE = 16000
 
@@ -466,3 +467,56 @@ def test_git_state_outside_a_checkout(tmp_path):
     here = git_state()
     if (Path(edge.__file__).resolve().parent.parent / ".git").exists():
         assert len(here["git_commit"]) == 40 and isinstance(here["git_dirty"], bool)
+
+
+def test_speech_commands_and_omniglot_manifests_make_a_household_benchmark(tmp_path, capsys):
+    """A corpus where each speaker said each word once or not at all: only --teachers half can draw its episodes."""
+    root = tmp_path / "speech_commands"
+    t = np.arange(int(0.4 * RATE)) / RATE
+    ids = ["0a1b2c3d", "11aa22bb", "deadbeef", "cafe0123", "0badf00d", "feed1234"]
+    said_by = {"rise": ids[0:4], "fall": ids[2:6], "flat": ids[4:6] + ids[0:2]}  # each speaker said two of the three words
+    for w, (f0, f1) in {"rise": (300, 1500), "fall": (1500, 300), "flat": (800, 800)}.items():
+        (root / w).mkdir(parents=True)
+        for k, spk in enumerate(said_by[w]):
+            x = 0.4 * np.sin(2 * np.pi * np.cumsum((1 + 0.05 * k) * (f0 + (f1 - f0) * t / t[-1])) / RATE)
+            write_wav(root / w / f"{spk}_nohash_0.wav", x, RATE)
+    (root / "_background_noise_").mkdir()
+    write_wav(root / "_background_noise_" / "aaaa0000_nohash_0.wav", np.zeros(800), RATE)
+    speech_csv = tmp_path / "sc.csv"
+    assert main(["data", "speech-commands", "--root", str(root), "--out", str(speech_csv)]) == 0
+    rows = list(csv.DictReader(speech_csv.open()))
+    assert len(rows) == 12 and {r["label"] for r in rows} == {"rise", "fall", "flat"} and all(r["path"].startswith("speech_commands/") for r in rows)
+    chars = np.ones((5, 3, 105, 105), bool)  # True = paper
+    for c in range(5):
+        chars[c, :, 20 + 10 * c : 30 + 10 * c, 10:90] = False  # a bar at another height for each character
+    labels = np.repeat(np.arange(5)[:, None], 3, axis=1)
+    np.savez(tmp_path / "omniglot.npz", images=chars, labels=labels)
+    assert main(["data", "omniglot", "--npz", str(tmp_path / "omniglot.npz"), "--labels-from", str(speech_csv), "--out", str(tmp_path / "om")]) == 0
+    images = read_image_manifest(tmp_path / "om" / "omniglot.csv")
+    assert len(images) == 9 and sorted({i.label for i in images}) == ["fall", "flat", "rise"]
+    assert len({i.path.name for i in images}) == 9 and (load_image(images[0].path) > 0).mean() < 0.5  # ink white on black
+    capsys.readouterr()
+    args = ["bench", "--speech", str(speech_csv), "--images", str(tmp_path / "om" / "omniglot.csv"), "--ways", "3", "--episodes", "5", "--quiet"]
+    assert main(args) == 1
+    assert "one teacher in 100 tries: too few recordings per speaker (try --teachers half)" in capsys.readouterr().err
+    out = tmp_path / "half.json"
+    assert main([*args, "--teachers", "half", "--json", str(out)]) == 0
+    run = json.loads(out.read_text())
+    for e in run["per_episode"]:
+        assert len({s["speaker"] for s in e["support"]}) >= 2  # nobody said all three words: a household taught them
+        assert not {q["speaker"] for q in e["queries"]} & set(e["teaching"])
+    np.savez(tmp_path / "few.npz", images=chars[:2], labels=labels[:2])
+    assert main(["data", "omniglot", "--npz", str(tmp_path / "few.npz"), "--labels-from", str(speech_csv), "--out", str(tmp_path / "om2")]) == 1
+    assert "sc.csv: 3 labels, but" in capsys.readouterr().err
+
+
+def test_speechocean762_validation_manifest(shared_data, tmp_path):
+    from edge.bench.validation import load_heldout
+
+    out = tmp_path / "so.csv"
+    assert main(["data", "speechocean762", "--root", str(shared_data / "speechocean762_words"), "--out", str(out)]) == 0
+    items = read_speech_manifest(out)
+    held = load_heldout()
+    assert items and all(it.speaker in held.speakers and it.label in held.words for it in items)
+    assert all(it.path.is_file() for it in items[:20]) and all(it.path.suffix == ".flac" for it in items)
+    assert main(["data", "speechocean762", "--root", str(tmp_path), "--out", str(tmp_path / "x.csv")]) == 1
