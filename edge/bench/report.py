@@ -124,9 +124,10 @@ def save_plot(path: Path, summary: dict[str, Any], outcomes: Sequence[EpisodeOut
     query_h = 32 + tile + 18 + small + 24
     head_h, bars_h = 64, 4 * 32 + 70
     canvas = np.full((head_h + len(shown) * (support_h + query_h + 16) + bars_h + 30, width, 3), 255, np.uint8)
-    seeds = ("seed " if len(summary["seeds"]) == 1 else "seeds ") + ",".join(str(s) for s in summary["seeds"])
-    total = summary["episodes"] * len(summary["seeds"])
-    _text(canvas, f"{ways}-way {summary['shots']}-shot, {total} episodes ({summary['episodes']} per seed, {seeds}), "
+    seeds = ",".join(str(s) for s in summary["seeds"])
+    episodes = (f"{summary['episodes']} episodes, seed {seeds}" if len(summary["seeds"]) == 1
+                else f"{summary['episodes'] * len(summary['seeds'])} episodes ({summary['episodes']} per seed, seeds {seeds})")
+    _text(canvas, f"{ways}-way {summary['shots']}-shot, {episodes}, "
                   f"teachers: {summary.get('teachers', 'one')}, query speakers: {summary['speakers']}", 8, 20, 0.5, INK, 1)
     _text(canvas, f"speech {summary['speech_encoder']}, images {summary['image_encoder']}", 8, 40, 0.45)
     _text(canvas, "chosen image: blue frame and tick = right, orange frame and cross = wrong. MISS: speech = a wrong word was heard; "
