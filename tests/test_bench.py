@@ -258,6 +258,8 @@ def test_teachers_half_never_lets_a_query_speaker_teach(shots):
         taught_by = {speech[i].speaker for i in ep.support_speech}
         asked_by = {speech[q].speaker for q in ep.queries}
         assert taught_by <= set(ep.teaching) and not asked_by & set(ep.teaching)
+        for c in ep.classes:  # every class of the episode can be asked by someone who did not teach
+            assert any(s.label == c and s.speaker not in ep.teaching for s in speech)
         assert [speech[i].label for i in ep.support_speech] == list(ep.support_labels) and len(ep.support_speech) == 4 * shots
         assert all(speech[q].label in ep.classes for q in ep.queries) and not set(ep.queries) & set(ep.support_speech)
         support_speakers |= taught_by
@@ -267,6 +269,16 @@ def test_teachers_half_never_lets_a_query_speaker_teach(shots):
     first = [sampler.sample(np.random.default_rng(11)) for _ in range(5)]
     assert first == [again.sample(np.random.default_rng(11)) for _ in range(5)]
     assert first != [again.sample(np.random.default_rng(12)) for _ in range(5)]
+
+
+def test_teachers_half_draws_classes_a_sparse_corpus_can_teach():
+    """Most words said by two or three people once each: the split comes first, then words it can teach and ask."""
+    rng = np.random.default_rng(5)
+    speech = [SpeechItem(Path(f"w{w}_s{s}.wav"), f"w{w}", f"s{s}") for w in range(60) for s in rng.choice(40, 2 + w % 2, replace=False)]
+    images = [ImageItem(Path(f"w{w}_{k}.png"), f"w{w}") for w in range(60) for k in range(3)]
+    sampler = EpisodeSampler(speech, images, ways=10, shots=1, queries=10, teachers="half")
+    eps = [sampler.sample(rng, attempts=20) for _ in range(200)]
+    assert all(len(set(ep.classes)) == 10 and not {speech[q].speaker for q in ep.queries} & set(ep.teaching) for ep in eps)
 
 
 def test_teachers_half_with_an_odd_number_of_speakers_teaches_with_the_larger_half():

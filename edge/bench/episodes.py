@@ -3,7 +3,9 @@
 An episode draws L classes. With ``teachers="one"`` (the seeds' protocol) one teacher, a speaker
 drawn at random, says each class K times; with ``"half"`` (a household) the speakers are split at
 random into a teaching half (the larger half when their number is odd) and an asking half, and each
-class's K utterances are drawn from all the teaching half's recordings of it, whoever said them.
+class's K utterances are drawn from all the teaching half's recordings of it, whoever said them
+(the split is drawn first, then the L classes among those the teaching half said K times and the
+asking half said at least once, so that sparse corpora, where most speakers said few words, work).
 Each utterance is paired with an image of its class: the support set of L x K pairs. Q spoken
 queries of those classes come from speakers who did not teach (``speakers="different"``; with
 ``"half"``: the asking half only) or from the teacher (``"same"``, one teacher only: a robot's
@@ -100,8 +102,15 @@ class EpisodeSampler:
         )
 
     def _try(self, rng: np.random.Generator) -> Episode | None:
-        classes = [self.classes[i] for i in rng.choice(len(self.classes), self.ways, replace=False)]
-        teaching = self._draw_teaching(rng)
+        if self.teachers == "one":  # classes, then the teacher: the seeds' sampler, draw for draw
+            classes = [self.classes[i] for i in rng.choice(len(self.classes), self.ways, replace=False)]
+            teaching = self._draw_teaching(rng)
+        else:  # the split first, then classes among those it can teach and ask (sparse corpora: most are not)
+            teaching = self._draw_teaching(rng)
+            eligible = [c for c in self.classes if self._teachable(c, teaching)]
+            if len(eligible) < self.ways:
+                return None
+            classes = [eligible[i] for i in rng.choice(len(eligible), self.ways, replace=False)]
         support_speech, support_images, labels, matching = [], [], [], []
         for c in classes:
             own = sorted(i for spk in teaching for i in self.speech_by[c].get(spk, []))
@@ -133,6 +142,12 @@ class EpisodeSampler:
             queries.append(int(query_pool[c][rng.integers(len(query_pool[c]))]))
         return Episode(tuple(classes), tuple(support_speech), tuple(support_images), tuple(labels), tuple(queries), tuple(matching),
                        tuple(sorted(teaching)))
+
+    def _teachable(self, label: str, teaching: set[str]) -> bool:
+        """The teaching half said ``label`` at least K times, someone else said it, and it has K + 1 images."""
+        said = self.speech_by[label]
+        taught = sum(len(idx) for spk, idx in said.items() if spk in teaching)
+        return taught >= self.shots and len(said) > sum(spk in teaching for spk in said) and len(self.images_by[label]) > self.shots
 
     def _draw_teaching(self, rng: np.random.Generator) -> set[str]:
         """The speakers who teach this episode: one drawn at random, or a random half (the larger when odd)."""
