@@ -279,6 +279,8 @@ def test_teachers_half_draws_classes_a_sparse_corpus_can_teach():
     sampler = EpisodeSampler(speech, images, ways=10, shots=1, queries=10, teachers="half")
     eps = [sampler.sample(rng, attempts=20) for _ in range(200)]
     assert all(len(set(ep.classes)) == 10 and not {speech[q].speaker for q in ep.queries} & set(ep.teaching) for ep in eps)
+    with pytest.raises(EpisodeError, match=r"5-shot episode with half of the speakers teaching in 20 tries: at most 0 of the 60 classes had 5 recordings"):
+        EpisodeSampler(speech, images, ways=10, shots=5, queries=10, teachers="half").sample(rng, attempts=20)
 
 
 def test_teachers_half_with_an_odd_number_of_speakers_teaches_with_the_larger_half():

@@ -88,6 +88,7 @@ class EpisodeSampler:
         if teachers == "half" and speakers != "different":
             raise EpisodeError("--teachers half asks with the speakers who did not teach: use it with --speakers different")
         self.speakers_all = speakers_all
+        self._most_teachable = 0  # the most classes a drawn split could teach and ask (for the error message)
 
     def sample(self, rng: np.random.Generator, attempts: int = 100) -> Episode:
         """One episode; retries a few draws when the chosen teacher cannot supply it."""
@@ -95,10 +96,20 @@ class EpisodeSampler:
             ep = self._try(rng)
             if ep is not None:
                 return ep
-        who = "one teacher" if self.teachers == "one" else "half of the speakers teaching"
+        if self.teachers == "one":
+            raise EpisodeError(
+                f"could not draw a {self.ways}-way {self.shots}-shot episode with {self.speakers} speakers and one teacher in {attempts} tries: "
+                "too few recordings per speaker (try --teachers half), or too few images per class"
+            )
+        if self._most_teachable >= self.ways:
+            raise EpisodeError(
+                f"could not draw a {self.ways}-way {self.shots}-shot episode with half of the speakers teaching in {attempts} tries: "
+                f"no matching image at least {self.min_view_gap} views from the support views"
+            )
         raise EpisodeError(
-            f"could not draw a {self.ways}-way {self.shots}-shot episode with {self.speakers} speakers and {who} in {attempts} tries: "
-            "too few recordings per speaker" + (" (try --teachers half)" if self.teachers == "one" else " or per class") + ", or too few images per class"
+            f"could not draw a {self.ways}-way {self.shots}-shot episode with half of the speakers teaching in {attempts} tries: "
+            f"at most {self._most_teachable} of the {len(self.classes)} classes had {self.shots} recordings by a teaching half, "
+            f"one by the asking half and {self.shots + 1} images"
         )
 
     def _try(self, rng: np.random.Generator) -> Episode | None:
@@ -108,6 +119,7 @@ class EpisodeSampler:
         else:  # the split first, then classes among those it can teach and ask (sparse corpora: most are not)
             teaching = self._draw_teaching(rng)
             eligible = [c for c in self.classes if self._teachable(c, teaching)]
+            self._most_teachable = max(self._most_teachable, len(eligible))
             if len(eligible) < self.ways:
                 return None
             classes = [eligible[i] for i in rng.choice(len(eligible), self.ways, replace=False)]

@@ -66,6 +66,11 @@ def _centred(canvas: np.ndarray, text: str, cx: int, y: int, scale: float = 0.4,
     _text(canvas, text, cx - w // 2, y, scale, colour, thick)
 
 
+def _short(label: str, chars: int = 12) -> str:
+    """A label that fits its column."""
+    return label if len(label) <= chars else label[: chars - 2] + ".."
+
+
 def _paste(canvas: np.ndarray, tile: np.ndarray, x: int, y: int) -> None:
     canvas[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
 
@@ -143,7 +148,7 @@ def save_plot(path: Path, summary: dict[str, Any], outcomes: Sequence[EpisodeOut
             first.setdefault(lab, i)
         for k, (lab, i) in enumerate(first.items()):
             x = left + k * col + (col - tile) // 2
-            _centred(canvas, lab, x + tile // 2, y + 16, 0.42)
+            _centred(canvas, _short(lab), x + tile // 2, y + 16, 0.42)
             _paste(canvas, _tile(load_image(images[i].path), tile), x, y + 22)
         y += support_h
         _text(canvas, "said", 8, y + 12, 0.4)
@@ -154,8 +159,8 @@ def save_plot(path: Path, summary: dict[str, Any], outcomes: Sequence[EpisodeOut
             cx = left + k * col + col // 2
             verdict = a.verdict(ep.classes)
             heard_colour = RIGHT if a.heard == a.label else WRONG
-            _centred(canvas, f'"{a.label}"', cx, y + 12, 0.42)
-            _centred(canvas, f'"{a.heard}"' + ("" if a.heard == a.label else " (x)"), cx, y + 28, 0.42, heard_colour)
+            _centred(canvas, f'"{_short(a.label)}"', cx, y + 12, 0.42)
+            _centred(canvas, f'"{_short(a.heard, 9 if a.heard != a.label else 12)}"' + ("" if a.heard == a.label else " (x)"), cx, y + 28, 0.42, heard_colour)
             ok = verdict == "right"
             chosen_img = load_image(images[ep.matching[a.chosen]].path)
             _paste(canvas, _tile(chosen_img, tile, RIGHT if ok else WRONG, mark=ok), cx - tile // 2, y + 32)
