@@ -413,8 +413,14 @@ def test_compare_is_paired_and_refuses_other_episodes(tmp_path, capsys):
     assert "old.json: has no per-episode results" in capsys.readouterr().err
     assert main(["bench", "--compare", str(tmp_path / "none.json"), str(a)]) == 1
     assert "none.json: no such results file" in capsys.readouterr().err
+    del run["per_episode"][0]["queries"]
+    other.write_text(json.dumps(run))
+    assert main(["bench", "--compare", str(other), str(other)]) == 1
+    assert "a per-episode record lacks 'queries' (not written by showsay bench --json?)" in capsys.readouterr().err
     assert main(["bench", "--images", str(images_csv)]) == 1
     assert "--speech is required (or --compare A.json B.json)" in capsys.readouterr().err
+    assert _bench(speech_csv, images_csv, a / "x.json") == 1  # a.json is a file, not a folder
+    assert "a.json" in capsys.readouterr().err
 
 
 def _record(seed, index, rights):

@@ -151,7 +151,10 @@ def compare_table(results: Sequence[PairedResult], name_a: str, name_b: str) -> 
 def compare_files(path_a: Path, path_b: Path) -> tuple[list[PairedResult], list[str], list[str]]:
     """Read two results files; returns the paired results, the settings that differ, and warnings."""
     a, b = read_results(path_a), read_results(path_b)
-    results = compare_runs(a, b, str(path_a), str(path_b))
+    try:
+        results = compare_runs(a, b, str(path_a), str(path_b))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise CompareError(f"{path_a} or {path_b}: a per-episode record lacks {exc} (not written by showsay bench --json?)") from None
     warnings = []
     ma = (a.get("provenance") or {}).get("manifests") or {}
     mb = (b.get("provenance") or {}).get("manifests") or {}

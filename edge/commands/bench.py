@@ -149,8 +149,12 @@ def run(args: argparse.Namespace) -> int:
         f"\n{summary['seconds_per_query'] * 1000:.2f} ms per query in all ({summary['matching_seconds_per_query'] * 1000:.2f} ms matching, "
         f"{summary['embedding_seconds']:.1f} s features and embedding; {summary['speech_ms_per_utterance']:.2f} ms per utterance: read, features, embed)"
     )
-    if args.json:
-        write_results(args.json, {**summary, "per_episode": episode_records(outcomes, speech, images)})
-    if args.plot:
-        save_plot(args.plot, summary, outcomes, speech, images)
+    try:
+        if args.json:
+            write_results(args.json, {**summary, "per_episode": episode_records(outcomes, speech, images)})
+        if args.plot:
+            save_plot(args.plot, summary, outcomes, speech, images)
+    except (OSError, ValueError) as exc:  # an unwritable output, an image that broke since the check
+        print(f"showsay bench: {exc}", file=sys.stderr)
+        return 1
     return 0
