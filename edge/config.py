@@ -3,6 +3,8 @@
 Each subsystem owns its settings dataclass (defaults written there, once); :class:`Config`
 gathers them under the YAML's top-level keys. ``load_config`` fails with :class:`ConfigError`
 naming the file and the dotted key for anything unknown, mistyped, out of range or missing.
+The file itself is read through :mod:`edge.config_file` (regular files of bounded size, YAML of
+bounded depth and size, no duplicate keys), by ``check``, ``run`` and the SIGHUP reload alike.
 """
 from __future__ import annotations
 
@@ -12,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from edge.button import ButtonSettings
 from edge.camera import CameraSettings
 from edge.candidates import CandidateSettings
+from edge.config_file import ConfigError, parse_config_yaml, read_config_text
 from edge.control import ControlSettings
 from edge.daemon import AnswerSettings, TeachSettings, UtteranceSettings
 from edge.encoders import SHIPPED_IMAGE, SHIPPED_SPEECH, EncoderSettings
@@ -30,8 +31,7 @@ from edge.trt_manifest import TensorRTSettings
 from edge.vad import VadSettings
 
 
-class ConfigError(ValueError):
-    """The configuration file cannot be used; the message names the file and the key."""
+__all__ = ["Config", "ConfigError", "config_from_mapping", "default_yaml", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -91,17 +91,10 @@ def load_config(path: str | os.PathLike | None) -> Config:
     if path is None:
         return Config()
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
-    try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    return config_from_mapping(values or {}, str(path), path.parent)
+    values = parse_config_yaml(read_config_text(path), str(path))
+    if values is None:  # an empty file (or only comments): every default
+        values = {}
+    return config_from_mapping(values, str(path), path.parent)
 
 
 YAML_HEADER = """\
