@@ -25,7 +25,7 @@ from edge.features import SpeechFeatureSettings
 from edge.hearing import MicrophoneSettings
 from edge.matching import MatchSettings
 from edge.memory import MemorySettings
-from edge.service import ServiceSettings
+from edge.service_settings import ServiceSettings
 from edge.settings import SettingsError, build, section
 from edge.trt_manifest import TensorRTSettings
 from edge.vad import VadSettings
