@@ -54,6 +54,14 @@ class Config:
     button: ButtonSettings = section(ButtonSettings, "the teach button")
     service: ServiceSettings = section(ServiceSettings, "systemd integration: watchdog, status lines, stop timeout")
 
+    def validate(self) -> None:
+        """Rules between sections (each section checks its own values in its validate())."""
+        if self.vad.frame_ms != self.microphone.frame_ms:
+            raise SettingsError(
+                f"vad.frame_ms: must equal microphone.frame_ms ({self.microphone.frame_ms}: the endpointer judges the "
+                f"microphone's frames), got {self.vad.frame_ms}"
+            )
+
 
 def config_from_mapping(values: Any, source: str = "config", base_dir: Path | None = None) -> Config:
     """Config from parsed YAML; relative model paths are taken relative to ``base_dir``."""

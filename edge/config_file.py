@@ -173,7 +173,7 @@ def _check_shape(text: str, source: str) -> None:
                     refuse(parent.path, line, f"a key of {len(key)} characters")
                 key_path = f"{parent.path}.{key}" if parent.path else key
                 if key != "<<" and key in parent.keys:  # '<<' merges are YAML's explicit way to override
-                    refuse(key_path, line, f"given twice (lines {parent.keys[key]} and {line}); keep one")
+                    refuse(key_path, line, f"given twice (first on line {parent.keys[key]}); keep one")
                 parent.keys[key] = line
                 parent.key = key
                 count += 1

@@ -262,10 +262,17 @@ def run_service(config_path: str | os.PathLike) -> int:
     from edge.memory import MemoryError_
     from edge.model_io import ModelError
 
+    from edge.preflight import preflight
+
     try:
         cfg = load_config(config_path)
     except ConfigError as exc:
         log.error("%s", exc)
+        return 2
+    problems = preflight(cfg)  # the same checks as `showsay check`: directories, camera file, button
+    for problem in problems:
+        log.error("%s: %s", config_path, problem)
+    if problems:
         return 2
     notifier = Notifier.from_environ(fraction=cfg.service.watchdog_fraction)
     stop = threading.Event()

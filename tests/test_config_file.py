@@ -98,9 +98,9 @@ def test_a_huge_number_is_refused_naming_the_key(tmp_path, loader):
     ("text", "expected"),
     [
         ("matching:\n  unknown_word_distance: 0.3\n  unknown_word_distance: 0.9\n",
-         "matching.unknown_word_distance: given twice (lines 2 and 3)"),
+         "matching.unknown_word_distance: given twice (first on line 2); keep one (line 3)"),
         ("matching:\n  unknown_word_distance: 0.3\nvad:\n  frame_ms: 30\nmatching:\n  dtw_warp: 0.1\n",
-         "matching: given twice (lines 1 and 5)"),
+         "matching: given twice (first on line 1); keep one (line 5)"),
     ],
     ids=["key", "section"],
 )
