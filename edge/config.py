@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.button import ButtonSettings
-from edge.camera import CameraSettings
+from edge.camera import CameraSettings, source_kind
 from edge.candidates import CandidateSettings
 from edge.config_file import ConfigError, parse_config_yaml, read_config_text
 from edge.control import ControlSettings
@@ -64,7 +64,8 @@ class Config:
 
 
 def config_from_mapping(values: Any, source: str = "config", base_dir: Path | None = None) -> Config:
-    """Config from parsed YAML; relative model paths are taken relative to ``base_dir``."""
+    """Config from parsed YAML; relative paths (models, state, socket, answers, a camera's video file,
+    the TensorRT timing cache) are taken relative to ``base_dir``, the config file's folder."""
     try:
         cfg = build(Config, values)
     except SettingsError as exc:
@@ -91,7 +92,11 @@ def _resolve_paths(cfg: Config, base_dir: Path) -> Config:
     answers = cfg.answers
     if answers.save_dir is not None:
         answers = dataclasses.replace(answers, save_dir=resolve(answers.save_dir, set()))
-    return dataclasses.replace(cfg, encoders=enc, memory=memory, control=control, answers=answers)
+    camera = cfg.camera
+    if source_kind(camera.source) == "file":  # a device index, a URL or a pipeline stays as written
+        camera = dataclasses.replace(camera, source=resolve(camera.source, set()))
+    tensorrt = dataclasses.replace(cfg.tensorrt, timing_cache_dir=resolve(cfg.tensorrt.timing_cache_dir, set()))
+    return dataclasses.replace(cfg, encoders=enc, memory=memory, control=control, answers=answers, camera=camera, tensorrt=tensorrt)
 
 
 def load_config(path: str | os.PathLike | None) -> Config:
