@@ -21,13 +21,14 @@ from edge.control import ControlSettings
 from edge.daemon import AnswerSettings, TeachSettings, UtteranceSettings
 from edge.encoders import SHIPPED_IMAGE, SHIPPED_SPEECH, EncoderSettings
 from edge.features import SpeechFeatureSettings
-from edge.hearing import MicrophoneSettings
+from edge.hearing import COMMAND_PREFIX, MicrophoneSettings
 from edge.matching import MatchSettings
 from edge.memory import MemorySettings
 from edge.service import ServiceSettings
 from edge.settings import SettingsError, build, section
 from edge.trt_manifest import TensorRTSettings
 from edge.vad import VadSettings
+from edge.web.server import WebSettings
 
 
 class ConfigError(ValueError):
@@ -47,6 +48,7 @@ class Config:
     candidates: CandidateSettings = section(CandidateSettings, "how object regions are proposed in a camera frame")
     memory: MemorySettings = section(MemorySettings, "where the taught pairs are stored (one SQLite file)")
     control: ControlSettings = section(ControlSettings, "the daemon's control socket (JSON lines), used by the showsay CLI")
+    web: WebSettings = section(WebSettings, "the operator's page over HTTP (live view, taught words, teach button, events); off by default, docs/web.md")
     tensorrt: TensorRTSettings = section(TensorRTSettings, "shapes and build options of TensorRT engines (encoders.backend: tensorrt)")
     teach: TeachSettings = section(TeachSettings, "teach mode: a press, then an utterance and the object held up in the teach region")
     utterances: UtteranceSettings = section(UtteranceSettings, "how heard utterances are cut before matching")
@@ -83,7 +85,13 @@ def _resolve_paths(cfg: Config, base_dir: Path) -> Config:
     answers = cfg.answers
     if answers.save_dir is not None:
         answers = dataclasses.replace(answers, save_dir=resolve(answers.save_dir, set()))
-    return dataclasses.replace(cfg, encoders=enc, memory=memory, control=control, answers=answers)
+    web = cfg.web
+    if web.token_file is not None:
+        web = dataclasses.replace(web, token_file=resolve(web.token_file, set()))
+    microphone = cfg.microphone
+    if microphone.source is not None and not microphone.source.startswith(COMMAND_PREFIX):
+        microphone = dataclasses.replace(microphone, source=resolve(microphone.source, set()))
+    return dataclasses.replace(cfg, encoders=enc, memory=memory, control=control, answers=answers, web=web, microphone=microphone)
 
 
 def load_config(path: str | os.PathLike | None) -> Config:
