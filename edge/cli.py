@@ -63,7 +63,7 @@ class HelpFormatter(argparse.HelpFormatter):
         if (
             "default" in text.lower()
             or not action.option_strings
-            or action.default in (None, False, argparse.SUPPRESS)
+            or action.default is None or action.default is False or action.default == argparse.SUPPRESS  # 0 and 0.0 are shown
             or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
         ):
             return text
