@@ -369,9 +369,11 @@ def test_beyond_loopback_every_request_needs_the_token(rig, tmp_path):
     settings = WebSettings(enabled=True, bind="0.0.0.0", port=0, token_file=str(_token_file(tmp_path)))
     server, daemon, _ = rig(settings)
     host = _other_address()
-    for path in ("/api/status", "/api/pairs", "/frame.jpg", "/events", "/api/pairs/1/crop/0.png", "/api/pairs/1/audio.wav", "/static/app.js"):
+    for path in ("/api/status", "/api/pairs", "/frame.jpg", "/events", "/api/pairs/1/crop/0.png", "/api/pairs/1/audio.wav",
+                 "/static/app.js", "/static/index.html", "/static/login.html"):
         status, headers, _ = get(server, path, host=host)
         assert status == 401, path
+    assert get(server, "/static/style.css", host=host)[0] == 200  # the login form's look: public, holds nothing
     status, _, body = get(server, "/", host=host)
     assert status == 401 and b'action="/login"' in body  # the login form instead of the page
     assert send(server, "POST", "/api/teach", {}, host=host)[0] == 401

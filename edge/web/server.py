@@ -31,7 +31,8 @@ Security: the page is off unless ``web.enabled``; it binds 127.0.0.1 unless ``we
 otherwise, and any bind beyond loopback needs ``web.token_file`` (checked at start: a regular file
 of mode 0600 or stricter, owned by the daemon's user, holding at least 16 characters). With a
 token every request must carry it (``Authorization: Bearer TOKEN``, or the cookie the login form
-at ``/login`` sets: HttpOnly, SameSite=Strict). Without a token (loopback only) the Host header
+at ``/login`` sets: HttpOnly, SameSite=Strict), but for the login form itself and its style sheet
+and icon. Without a token (loopback only) the Host header
 must name the loopback address, which stops DNS-rebinding pages. State changes are POST or DELETE
 only; a POST must say ``Content-Type: application/json`` and a present Origin must be this page's,
 so another site cannot forge one (its browser would have to ask first, and nothing here answers
@@ -90,11 +91,13 @@ FRAME_WAIT_S = 1.0  # GET /frame.jpg?after=N waits this long for a newer frame
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make the browser send "Origin: null" with the login form
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
                                "media-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
 _STOP = object()  # queued to an event stream to end it
+# What a browser without the token may fetch: the login form and its look (packaged files, no state)
+PUBLIC_PATHS = frozenset({"/login", "/static/style.css", "/static/icon.svg"})
 
 
 @dataclass(frozen=True)
@@ -512,7 +515,7 @@ class _Handler(BaseHTTPRequestHandler):
                 log.info("web: refused %s %s from %s: Host %r", self.command, path, self.client_address[0], host[:100])
                 self._send_json(HTTPStatus.FORBIDDEN, {"ok": False, "error": f"Host {host[:100]!r} is not this page's (open http://127.0.0.1:{app.port}/)"}, close=True)
                 return False
-        elif path != "/login" and not self._has_token():
+        elif path not in PUBLIC_PATHS and not self._has_token():
             log.info("web: refused %s %s from %s: no valid token", self.command, path, self.client_address[0])
             if self.command == "GET" and path == "/":
                 self._send_static("login.html", HTTPStatus.UNAUTHORIZED)

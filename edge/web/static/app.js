@@ -185,7 +185,8 @@ function describe(e) {
     case "labelled": return e.label ? `pair ${e.pair_id} is now called '${e.label}'` : `pair ${e.pair_id} has no name now`;
     case "forgotten": return `forgot pair ${e.pair_id}`;
     case "resolved": return `found ${nameOf(e.pair_id, e.label)} at [${e.box}] (speech ${num(e.speech_distance)}, image ${num(e.image_distance)}${ms})`;
-    case "unknown_word": return `unknown word (nearest taught word at speech distance ${num(e.speech_distance)}${ms})`;
+    case "unknown_word": if (e.reason === "nothing_taught") return `heard a request, but nothing is taught yet${ms}`;
+      return `unknown word (nearest taught word at speech distance ${num(e.speech_distance)}${ms})`;
     case "not_in_view": return `${nameOf(e.pair_id, e.label)} is not in view (best candidate at image distance ${num(e.image_distance)}${ms})`;
     case "device_lost": return `${e.device} lost${e.reason ? `: ${e.reason}` : ""}`;
     case "device_recovered": return `${e.device} back`;
