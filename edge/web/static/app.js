@@ -52,7 +52,7 @@ async function refreshStatus() {
 
 // ------------------------------------------------------------------ live view
 
-const live = { index: -1, shownAt: [], first: true, url: null, intervalMs: 125 };
+const live = { index: -1, shown: 0, shownAt: [], first: true, url: null, intervalMs: 125 };
 
 async function liveLoop() {
   const img = $("live");
@@ -79,6 +79,7 @@ async function liveLoop() {
       $("fps").textContent = span > 0 ? ((live.shownAt.length - 1) / span).toFixed(1) : "0.0";
       $("frame-index").textContent = String(live.index);
       img.dataset.frameIndex = String(live.index);
+      img.dataset.framesShown = String(++live.shown);  // read by tools/bench_web.py
     } catch (e) {
       await sleep(1000);
       continue;
