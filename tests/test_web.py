@@ -485,3 +485,38 @@ def test_the_page_only_shows_text_it_was_given_as_text():
     for name in os.listdir(Path(__file__).resolve().parents[1] / "edge" / "web" / "static"):
         text = (Path(__file__).resolve().parents[1] / "edge" / "web" / "static" / name).read_text()
         assert "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text, name  # nothing from elsewhere
+
+
+@pytest.mark.timeout(180)
+def test_demo_serves_the_page_while_it_runs_and_holds_it_after(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "demo", "--out", str(tmp_path / "demo"), "--web-port", "0", "--web-hold-s", "6"],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        port, requests, pairs_after = None, 0, None
+        for line in proc.stdout:
+            match = re.search(r"the operator's page is on http://127\.0\.0\.1:(\d+)/ \(kept up 6 s after the session\)", line)
+            if match:
+                port = int(match.group(1))
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
+                conn.request("GET", "/api/status")
+                assert conn.getresponse().status == 200
+                conn.close()
+            requests += "request (the session says" in line
+            if requests == 5 and pairs_after is None:  # the session is over: the hold has begun
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
+                conn.request("GET", "/api/pairs")
+                pairs_after = json.loads(conn.getresponse().read())["pairs"]
+                conn.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert port is not None
+    assert [p["label"] for p in pairs_after] == ["apple", "star", "cube"]
+    with pytest.raises(OSError):  # the page is gone with the demo
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()

@@ -78,7 +78,8 @@ def main() -> int:
         daemon = Daemon(cfg, audio=SilentSource(cfg.microphone.frame_ms), frames=Camera(cfg.camera, on_event=relay),
                         button=NoButton(), relay=relay)
         daemon.start()
-        variants = {"this checkout (python -c)": [sys.executable, "-c", RUNNER, str(ROOT)]}
+        variants = {"this checkout (python -c)": [sys.executable, "-c", RUNNER, str(ROOT)],
+                    "the interpreter alone (python -c, no showsay)": [sys.executable, "-c", "print('\"ok\": true')"]}
         script = shutil.which("showsay", path=str(Path(sys.executable).parent))
         if script:
             variants["this checkout (console script)"] = [script]
