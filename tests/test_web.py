@@ -520,3 +520,16 @@ def test_demo_serves_the_page_while_it_runs_and_holds_it_after(tmp_path):
     assert [p["label"] for p in pairs_after] == ["apple", "star", "cube"]
     with pytest.raises(OSError):  # the page is gone with the demo
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+class BrokenFinder:
+    def find(self, image):
+        raise RuntimeError("finder exploded")
+
+
+def test_a_live_frame_that_cannot_be_drawn_is_an_error_reply_not_a_dropped_connection(rig):
+    server, _, _ = rig(finder=BrokenFinder())
+    status, _, body = get(server, "/frame.jpg")
+    assert status == 500 and b"finder exploded" in body
+    assert get(server, "/api/status")[0] == 200
+    assert get(server, "/api/status?" + "&".join(f"k{i}=1" for i in range(20)))[0] == 400

@@ -116,6 +116,13 @@ def test_the_page_shows_the_view_teaches_renames_and_answers(tmp_path, pulse, br
             10, "the pair's crop loaded")
         assert crop_width > 20
         assert "learned pair 1" in browser.find_element("id", "events").text
+        card.find_element("css selector", "button.play").click()  # the taught utterance, from the memory
+        audio = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch('/api/pairs/1/audio.wav').then(r => r.arrayBuffer().then(b => done([r.status, r.headers.get('Content-Type'), b.byteLength])));")
+        assert audio[0] == 200 and audio[1] == "audio/wav" and audio[2] > 16000  # more than 0.5 s of 16-bit audio
+        time.sleep(1.0)
+        assert "cannot play" not in browser.find_element("id", "events").text
 
         # rename inline: the daemon stores it and the page shows it
         name = card.find_element("css selector", "input.label")

@@ -10,6 +10,10 @@ timings (Performance API: first-contentful-paint, and the mark set when the firs
 shown). Needs the dev extra (selenium) and chromium + chromium-driver.
 
     python tools/bench_web.py --seconds 60 --rounds 2 --json out/bench_web.json
+
+``--demo-rounds N`` instead runs ``showsay demo`` 2N times, alternately without the page and with it
+open in Chromium from the start, and reports the answers' latency (end of utterance to answer) and
+whether all 5 were as expected: what a watching browser costs the controller itself.
 """
 from __future__ import annotations
 
@@ -53,8 +57,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each measured phase, s")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of (no page, page open)")
     parser.add_argument("--fps", type=float, default=15.0, help="camera frame rate")
+    parser.add_argument("--demo-rounds", type=int, default=0, help="measure the demo's answers with and without the page instead")
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
+    if args.demo_rounds:
+        return demo_answers(args)
 
     cfg = load_config(args.config)
     with tempfile.TemporaryDirectory(prefix="showsay-bench-web-") as tmp:
@@ -123,6 +130,67 @@ def main() -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _one_demo(out: Path, browser, port: int | None) -> dict:
+    import http.client
+    import subprocess
+
+    argv = [sys.executable, "-m", "edge", "demo", "--out", str(out)] + (["--web-port", str(port)] if port else [])
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    shown = 0
+    if port:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                conn.request("GET", "/api/status")
+                conn.getresponse().read()
+                conn.close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        browser.get(f"http://127.0.0.1:{port}/")
+    text = proc.communicate(timeout=180)[0]
+    if port:
+        shown = int(browser.execute_script("const i = document.getElementById('live'); return i ? (i.dataset.framesShown || '0') : '0'"))
+        browser.get("about:blank")
+    latencies = [e["latency_ms"] for e in map(json.loads, (out / "events.jsonl").read_text().splitlines())
+                 if e["event"] in ("resolved", "unknown_word", "not_in_view")]
+    verdict = [line for line in text.splitlines() if "answers as expected" in line]
+    return {"page": bool(port), "answers_ms": latencies, "verdict": verdict[0].split(";")[0] if verdict else text[-300:],
+            "frames_shown": shown, "exit": proc.returncode, "load_average_1min": round(os.getloadavg()[0], 2)}
+
+
+def demo_answers(args: argparse.Namespace) -> int:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="showsay-bench-web-demo-") as tmp:
+        browser = chromium(Path(tmp) / "profile", Path(tmp) / "chromedriver.log")
+        try:
+            browser.get("about:blank")
+            for r in range(args.demo_rounds):
+                for port in (None, _free_port()):
+                    rows.append(_one_demo(Path(tmp) / f"demo{len(rows)}", browser, port))
+                    print(json.dumps(rows[-1]), flush=True)
+        finally:
+            browser.quit()
+    for page in (False, True):
+        values = sorted(v for row in rows if row["page"] == page for v in row["answers_ms"])
+        if values:
+            print(f"page {'open' if page else 'closed'}: {len(values)} answers, median {values[len(values) // 2]:.1f} ms, max {values[-1]:.1f} ms; "
+                  f"runs as expected: {sum(row['exit'] == 0 for row in rows if row['page'] == page)} of {sum(row['page'] == page for row in rows)}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 
 

@@ -480,8 +480,13 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server.app
 
     def _dispatch(self) -> None:
-        path = urlsplit(self.path).path
-        self._query = parse_qs(urlsplit(self.path).query, max_num_fields=8)
+        target = urlsplit(self.path)
+        path = target.path
+        try:
+            self._query = parse_qs(target.query, max_num_fields=8)
+        except ValueError:
+            self._send_json(HTTPStatus.BAD_REQUEST, {"ok": False, "error": "too many query fields"}, close=True)
+            return
         if "Transfer-Encoding" in self.headers:
             self._send_json(HTTPStatus.LENGTH_REQUIRED, {"ok": False, "error": "chunked bodies are not accepted; send Content-Length"}, close=True)
             return
@@ -668,7 +673,12 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._send_json(HTTPStatus.BAD_REQUEST, {"ok": False, "error": f"after: expected a frame index, got {after[:40]!r}"})
             return
-        shot = self.app.live.jpeg(after_index, FRAME_WAIT_S)
+        try:
+            shot = self.app.live.jpeg(after_index, FRAME_WAIT_S)
+        except Exception as exc:  # a frame the finder or the encoder cannot take: say so, keep serving
+            log.exception("web: drawing the live frame failed")
+            self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"ok": False, "error": f"the live frame cannot be drawn ({type(exc).__name__}: {exc})"})
+            return
         if shot is None:
             self._send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"ok": False, "error": "no camera frame yet"}, {"Retry-After": "1"})
             return
