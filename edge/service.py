@@ -15,22 +15,12 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Callable, Iterable, Mapping
 
-from edge.settings import setting
+from edge.service_settings import ServiceSettings  # noqa: F401 - defined below edge.config, re-exported here
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ServiceSettings:
-    """How the daemon talks to systemd and how long it may take to stop."""
-
-    watchdog_fraction: float = setting(0.5, "send WATCHDOG=1 every this fraction of systemd's WatchdogSec", min=0.1, max=0.9)
-    status_interval_s: float = setting(10.0, "least time between two STATUS= updates, s", min=1.0, max=3600.0)
-    stop_timeout_s: float = setting(5.0, "on SIGTERM wait this long for the controller thread (keep well below TimeoutStopSec), s", min=0.5, max=60.0)
-    request_timeout_s: float = setting(10.0, "a control command waits this long for the controller's reply, s", min=0.5, max=120.0)
 
 
 class Notifier:
@@ -281,10 +271,17 @@ def run_service(config_path: str | os.PathLike, listeners: Iterable[Callable[[di
     from edge.memory import MemoryError_
     from edge.model_io import ModelError
 
+    from edge.preflight import preflight
+
     try:
         cfg = load_config(config_path)
     except ConfigError as exc:
         log.error("%s", exc)
+        return 2
+    problems = preflight(cfg)  # the same checks as `showsay check`: directories, camera file, button
+    for problem in problems:
+        log.error("%s: %s", config_path, problem)
+    if problems:
         return 2
     notifier = Notifier.from_environ(fraction=cfg.service.watchdog_fraction)
     stop = threading.Event()

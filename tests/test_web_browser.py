@@ -229,5 +229,7 @@ def test_the_daemon_refuses_to_start_a_page_it_cannot_protect(tmp_path):
                           microphone={"source": str(SAMPLES / "session.wav")})
     result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1
-    assert f"cannot start: web.token_file {token_file}: mode 0644 lets other users read the token; chmod 600" in result.stderr
+    assert result.returncode == 2  # refused before anything is loaded, as `showsay check` refuses it
+    assert f"web.token_file {token_file}: mode 0644 lets other users read the token; chmod 600" in result.stderr
+    check = subprocess.run([sys.executable, "-m", "edge", "check", "--config", str(config)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert check.returncode == 1 and "mode 0644 lets other users read the token" in check.stderr
