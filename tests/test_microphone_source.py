@@ -94,3 +94,19 @@ def test_source_settings_are_checked_and_files_resolved_from_the_config(tmp_path
     cfg = config_from_mapping({"microphone": {"source": "command: arecord -q"}}, base_dir=tmp_path)
     assert cfg.microphone.source == "command: arecord -q"
     assert replace(cfg.microphone, source=None).source is None
+
+
+def test_check_names_a_missing_sound_file_program_or_unsafe_token(tmp_path):
+    from edge.preflight import preflight
+
+    base = {"memory": {"state_dir": str(tmp_path / "state")}, "control": {"socket_path": str(tmp_path / "ctl.sock")}}
+    assert preflight(config_from_mapping(base, base_dir=tmp_path)) == []
+    missing = preflight(config_from_mapping({**base, "microphone": {"source": "nope.wav"}}, base_dir=tmp_path))
+    assert missing == [f"microphone.source: {tmp_path / 'nope.wav'}: no readable sound file (a wav or FLAC file, or 'command: PROGRAM ARGS')"]
+    program = preflight(config_from_mapping({**base, "microphone": {"source": "command: no-such-recorder -q"}}))
+    assert program == ["microphone.source: no program 'no-such-recorder' (not on PATH and not an executable file)"]
+    token = tmp_path / "web.token"
+    token.write_text("a-long-enough-token-0123456789")
+    token.chmod(0o640)
+    web = preflight(config_from_mapping({**base, "web": {"enabled": True, "token_file": "web.token"}}, base_dir=tmp_path))
+    assert web == [f"web.token_file {token}: mode 0640 lets other users read the token; chmod 600 {token}"]
