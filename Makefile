@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins espeak-ng flite \
 	festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts systemd sox
+# the operator page's tests drive Debian's headless Chromium (not needed by make demo)
+test: APT_PACKAGES += chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The datasets (never in the repository): ../shared/data beside the checkout, or SHARED=PATH.
 SHARED ?= $(abspath $(dir $(lastword $(MAKEFILE_LIST)))../shared/data)

@@ -22,13 +22,14 @@ from edge.control import ControlSettings
 from edge.daemon import AnswerSettings, TeachSettings, UtteranceSettings
 from edge.encoders import SHIPPED_IMAGE, SHIPPED_SPEECH, EncoderSettings
 from edge.features import SpeechFeatureSettings
-from edge.hearing import MicrophoneSettings
+from edge.hearing import COMMAND_PREFIX, MicrophoneSettings
 from edge.matching import MatchSettings
 from edge.memory import MemorySettings
 from edge.service_settings import ServiceSettings
 from edge.settings import SettingsError, build, section
 from edge.trt_manifest import TensorRTSettings
 from edge.vad import VadSettings
+from edge.web.server import WebSettings
 
 
 __all__ = ["Config", "ConfigError", "config_from_mapping", "default_yaml", "load_config"]
@@ -47,6 +48,7 @@ class Config:
     candidates: CandidateSettings = section(CandidateSettings, "how object regions are proposed in a camera frame")
     memory: MemorySettings = section(MemorySettings, "where the taught pairs are stored (one SQLite file)")
     control: ControlSettings = section(ControlSettings, "the daemon's control socket (JSON lines), used by the showsay CLI")
+    web: WebSettings = section(WebSettings, "the operator's page over HTTP (live view, taught words, teach button, events); off by default, docs/web.md")
     tensorrt: TensorRTSettings = section(TensorRTSettings, "shapes and build options of TensorRT engines (encoders.backend: tensorrt)")
     teach: TeachSettings = section(TeachSettings, "teach mode: a press, then an utterance and the object held up in the teach region")
     utterances: UtteranceSettings = section(UtteranceSettings, "how heard utterances are cut before matching")
@@ -96,7 +98,14 @@ def _resolve_paths(cfg: Config, base_dir: Path) -> Config:
     if source_kind(camera.source) == "file":  # a device index, a URL or a pipeline stays as written
         camera = dataclasses.replace(camera, source=resolve(camera.source, set()))
     tensorrt = dataclasses.replace(cfg.tensorrt, timing_cache_dir=resolve(cfg.tensorrt.timing_cache_dir, set()))
-    return dataclasses.replace(cfg, encoders=enc, memory=memory, control=control, answers=answers, camera=camera, tensorrt=tensorrt)
+    web = cfg.web
+    if web.token_file is not None:
+        web = dataclasses.replace(web, token_file=resolve(web.token_file, set()))
+    microphone = cfg.microphone
+    if microphone.source is not None and not microphone.source.startswith(COMMAND_PREFIX):  # a command stays as written
+        microphone = dataclasses.replace(microphone, source=resolve(microphone.source, set()))
+    return dataclasses.replace(cfg, encoders=enc, memory=memory, control=control, answers=answers, camera=camera, tensorrt=tensorrt,
+                               web=web, microphone=microphone)
 
 
 def load_config(path: str | os.PathLike | None) -> Config:

@@ -42,6 +42,8 @@ def preflight(cfg: Any) -> list[str]:
         problems += _writable_dir("answers.save_dir", Path(cfg.answers.save_dir).expanduser())
     problems += _camera(cfg.camera)
     problems += _button(cfg.button)
+    problems += _microphone(cfg.microphone)
+    problems += _web(cfg.web)
     return problems
 
 
@@ -120,4 +122,40 @@ def _button(settings: Any) -> list[str]:
             return ["button.kind: jetson, but Jetson.GPIO is not installed (JetPack ships it: a venv with --system-site-packages)"]
         if not Path("/dev/gpiochip0").exists():
             return ["button.kind: jetson, but /dev/gpiochip0 is missing (Jetson.GPIO needs it)"]
+    return []
+
+
+def _microphone(settings: Any) -> list[str]:
+    """A file or program named by microphone.source must be there (a sound device is not checked, see above)."""
+    import shlex
+    import shutil
+
+    from edge.hearing import COMMAND_PREFIX
+
+    if settings.source is None:
+        return []
+    if settings.source.startswith(COMMAND_PREFIX):
+        try:
+            argv = shlex.split(settings.source[len(COMMAND_PREFIX):])
+        except ValueError as exc:
+            return [f"microphone.source: {settings.source!r} cannot be split into arguments ({exc})"]
+        if shutil.which(argv[0]) is None:
+            return [f"microphone.source: no program {argv[0]!r} (not on PATH and not an executable file)"]
+        return []
+    path = Path(settings.source).expanduser()
+    if not path.is_file() or not os.access(path, os.R_OK):
+        return [f"microphone.source: {settings.source}: no readable sound file (a wav or FLAC file, or 'command: PROGRAM ARGS')"]
+    return []
+
+
+def _web(settings: Any) -> list[str]:
+    """The page's token file, when the page is on: private, ours, a usable token."""
+    if not settings.enabled or settings.token_file is None:
+        return []
+    from edge.web.server import WebError, load_token
+
+    try:
+        load_token(settings.token_file)
+    except WebError as exc:
+        return [str(exc)]
     return []

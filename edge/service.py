@@ -138,6 +138,7 @@ class Daemon:
         self.relay = relay or EventRelay()
         self.memory: Any = None
         self.control: Any = None
+        self.web: Any = None
         self.controller: Any = None
         self._thread: threading.Thread | None = None
         self._started: list[Any] = []
@@ -187,6 +188,14 @@ class Daemon:
             self.control = ControlServer(cfg.control, self._handle)
             self.control.start()
             self._started.append(self.control)
+        if cfg.web.enabled:
+            from edge.web.server import web_for_daemon
+
+            self.web = web_for_daemon(cfg, handler=self._handle, frames=self.frames, read_pair=self.memory.pair,
+                                      controller_view=self.controller.view_snapshot)
+            self.web.start()
+            self._started.append(self.web)
+            self.listeners.append(self.web.publish)
         for device in (self.frames, self.audio):
             device.start()
             self._started.append(device)
@@ -253,12 +262,12 @@ class Daemon:
             self.memory = None
 
 
-def run_service(config_path: str | os.PathLike) -> int:
-    """``showsay run``: the daemon with the configured microphone, camera and button until SIGTERM."""
+def run_service(config_path: str | os.PathLike, listeners: Iterable[Callable[[dict], None]] = ()) -> int:
+    """``showsay run``: the daemon with the configured microphone, camera and button until SIGTERM; ``listeners`` get every event."""
     from edge.button import make_button
     from edge.camera import Camera
     from edge.config import ConfigError, load_config
-    from edge.hearing import MicrophoneSource
+    from edge.hearing import open_microphone
     from edge.memory import MemoryError_
     from edge.model_io import ModelError
 
@@ -286,10 +295,11 @@ def run_service(config_path: str | os.PathLike) -> int:
     try:
         daemon = Daemon(
             cfg,
-            audio=MicrophoneSource(cfg.microphone, on_event=relay),
+            audio=open_microphone(cfg.microphone, on_event=relay),
             frames=Camera(cfg.camera, on_event=relay),
             button=make_button(cfg.button),
             notifier=notifier,
+            listeners=listeners,
             relay=relay,
         )
         daemon.start()
