@@ -120,15 +120,15 @@ def quiet_opencv(verbose: bool, environ: Any = os.environ) -> None:
             pass  # an OpenCV without the logging API: the environment variable is all there is
 
 
-def configure_logging(verbose: bool = False, environ: Mapping[str, str] = os.environ) -> logging.Handler:
-    """Set up the root logger for an entry point; returns the handler it installed."""
+def configure_logging(level: int = logging.INFO, environ: Mapping[str, str] = os.environ) -> logging.Handler:
+    """Set up the root logger of an entry point at ``level`` (like ``logging.basicConfig``); returns the handler it made."""
     journal = under_journald(2, environ)
     handler = logging.StreamHandler(private_stderr())
     handler.setFormatter(JournalFormatter() if journal else logging.Formatter(PLAIN_FORMAT))
     handler.addFilter(RepeatLimiter())
     root = logging.getLogger()
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not root.handlers:  # like basicConfig: a test's capturing handler stays the only one
+    if not root.handlers:  # like basicConfig: a test's capturing handler stays the only one, its level too
+        root.setLevel(level)
         root.addHandler(handler)
-    quiet_opencv(verbose)
+    quiet_opencv(level <= logging.DEBUG)
     return handler

@@ -374,7 +374,7 @@ def write_yaml(tmp: Path, **sections: dict) -> Path:
     import yaml
 
     values = {"encoders": {"speech": "dtw", "image": "pixels"}, "memory": {"state_dir": str(tmp / "state")},
-              "control": {"socket_path": str(tmp / "c.sock")}, "camera": {"source": str(tmp / "no-camera.mp4")}}
+              "control": {"socket_path": str(tmp / "c.sock")}, "camera": {"source": str(ROOT / "edge" / "samples" / "scene.mp4")}}
     for key, value in sections.items():
         values[key] = {**values.get(key, {}), **value}
     path = tmp / "showsay.yaml"
@@ -382,8 +382,9 @@ def write_yaml(tmp: Path, **sections: dict) -> Path:
     return path
 
 
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 1, (result.returncode, result.stderr[-3000:])
+def one_line_error(result: subprocess.CompletedProcess, codes: tuple[int, ...] = (1,)) -> str:
+    """The one error line of a refused start (1: the start failed; 2: the config's preflight refused it)."""
+    assert result.returncode in codes, (result.returncode, result.stderr[-3000:])
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1, result.stderr[-3000:]
@@ -392,16 +393,23 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
 
 @pytest.mark.timeout(120)
 def test_socket_problems_at_start_are_one_line_and_the_memory_is_not_touched(tmp_path):
+    from edge.control import ControlServer, ControlSettings
+
+    live = tmp_path / "live"
+    live.mkdir()
+    with ControlServer(ControlSettings(socket_path=str(live / "c.sock")), lambda request: {}):  # another daemon answers there
+        line = one_line_error(run_daemon(write_yaml(live)))
+    assert "cannot start" in line and "another showsay daemon is answering on this socket" in line
     regular = tmp_path / "a"
     regular.mkdir()
     (regular / "c.sock").write_text("not a socket")
-    line = one_line_error(run_daemon(write_yaml(regular)))
-    assert "cannot start" in line and "exists and is not a socket" in line
+    line = one_line_error(run_daemon(write_yaml(regular)), codes=(1, 2))  # the preflight of `check` may say it first
+    assert "is not a socket" in line
     long_dir = tmp_path / "b"
     long_dir.mkdir()
-    line = one_line_error(run_daemon(write_yaml(long_dir, control={"socket_path": str(long_dir / ("s" * 120))})))
-    assert "socket path too long" in line
-    for d in (regular, long_dir):
+    line = one_line_error(run_daemon(write_yaml(long_dir, control={"socket_path": str(long_dir / ("s" * 120))})), codes=(1, 2))
+    assert "107" in line and ("too long" in line or "at most" in line)
+    for d in (live, regular, long_dir):
         assert not (d / "state" / "memory.sqlite3").exists()  # refused before the memory was opened
 
 

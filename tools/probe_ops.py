@@ -450,7 +450,9 @@ def probe_starts(tmp: Path, runs: int = 12) -> dict:
     for i in range(runs):
         d = tmp / f"gpio{i}"
         d.mkdir()
-        code, text = _start_once(d, env, {"microphone": fast_mic, "button": {"kind": "gpiod", "chip": "/dev/gpiochip9", "line": "3"}})
+        # /dev/null passes the preflight's checks of a GPIO chip (a character device, readable and writable):
+        # the line request fails in button.start(), after the microphone supervisor has started
+        code, text = _start_once(d, env, {"microphone": fast_mic, "button": {"kind": "gpiod", "chip": "/dev/null", "line": "3"}})
         printed += "cannot start" in text
         lines.append(code)
     out["fatal_start_error_printed"] = {"tried": runs, "held": printed, "exit_codes": sorted(set(str(c) for c in lines))}
