@@ -159,7 +159,9 @@ class Daemon:
         from edge.vad import Endpointer
 
         cfg = self.cfg
-        self.state_lock = StateDirLock(cfg.memory.state_dir).acquire()  # a second daemon on this memory stops here
+        lock = StateDirLock(cfg.memory.state_dir)
+        if lock.dir.is_dir():  # a second daemon on this memory stops here, before it loads anything
+            self.state_lock = lock.acquire()
         if self.use_control:
             from edge.control import ControlServer
 
@@ -168,6 +170,8 @@ class Daemon:
             self._started.append(self.control)
         speech = load_speech_encoder(cfg.encoders, cfg.speech_features)
         image = load_image_encoder(cfg.encoders)
+        if self.state_lock is None:  # a state_dir not made yet: made (and locked) only now that the models loaded
+            self.state_lock = lock.acquire()
         self.memory = Memory.from_settings(cfg.memory)
         self.controller = Controller(
             speech_encoder=speech,
