@@ -38,7 +38,7 @@ import numpy as np
 
 from edge.audio import read_wav, resample, to_float
 from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops, support_set_for
-from edge.features import SpeechFeatureSettings, speech_features, warped_speech_features
+from edge.features import SpeechFeatureSettings, warped_speech_features
 from edge.fileio import write_atomic
 from edge.matching import MatchSettings, Resolution
 from edge.settings import setting
@@ -574,25 +574,24 @@ class Controller:
     # ------------------------------------------------------------------ requests
 
     def _speech_samples(self, pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
-        rate = self.feature_settings.sample_rate_hz
+        """Float samples at the speech encoder's rate (MFCC encoders: the features' rate), trimmed to the word."""
+        rate = self.speech_encoder.sample_rate_hz
         samples = resample(to_float(np.asarray(pcm)), int(sample_rate_hz), rate)
         return trim_to_speech(samples, rate, self.utterances.trim_below_peak_db)
 
-    def _features(self, pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
-        return speech_features(self._speech_samples(pcm, sample_rate_hz), self.feature_settings)
-
-    def _request_features(self, pcm: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, list[np.ndarray]]:
-        """A request's features, and those of its frequency-warped copies when DTW compares utterances (``matching.dtw_warp``)."""
-        samples = self._speech_samples(pcm, sample_rate_hz)
-        feats = speech_features(samples, self.feature_settings)
+    def _warped_features(self, samples: np.ndarray) -> list[np.ndarray]:
+        """Frames of a request's frequency-warped copies when DTW compares utterances (``matching.dtw_warp``), else none."""
         warp = self.matching.dtw_warp
         if warp <= 0 or self.support.metric == "cosine":
-            return feats, []
-        return feats, warped_speech_features(samples, self.feature_settings, warp)
+            return []
+        rate = self.feature_settings.sample_rate_hz
+        if rate != self.speech_encoder.sample_rate_hz:
+            samples = resample(samples, self.speech_encoder.sample_rate_hz, rate)
+        return warped_speech_features(samples, self.feature_settings, warp)
 
     def embed_speech(self, pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
-        """What the support set compares for one utterance: an embedding, or DTW's feature matrix."""
-        return np.asarray(self.speech_encoder.embed([self._features(pcm, sample_rate_hz)])[0], np.float32)
+        """What the support set compares for one utterance: an embedding, DTW's feature matrix, or both packed."""
+        return np.asarray(self.speech_encoder.embed_audio([self._speech_samples(pcm, sample_rate_hz)])[0], np.float32)
 
     def answer(self, pcm: np.ndarray, sample_rate_hz: int) -> Event:
         """Answer one spoken request now (the ``ask`` command, the latency benchmark); publishes and returns the event."""
@@ -617,9 +616,10 @@ class Controller:
 
     def _answer(self, pcm: np.ndarray, rate: int, started_s: float, utterance: Any | None) -> Event:
         self.counts["requests"] += 1
-        feats, warped = self._request_features(pcm, rate)
+        samples = self._speech_samples(pcm, rate)
+        warped = self._warped_features(samples)
         t_features = self._clock()
-        query = np.asarray(self.speech_encoder.embed([feats])[0], np.float32)
+        query = np.asarray(self.speech_encoder.embed_audio([samples])[0], np.float32)  # MFCC features (if any) and the network
         t_speech = self._clock()
         if len(self.support) == 0:
             return self.publish({"event": "unknown_word", "reason": "nothing_taught", "latency_ms": self._ms(started_s)})
@@ -637,8 +637,8 @@ class Controller:
             "speech_distance": _round(res.speech_distance),
             "view_cached": cached,
             "timings_ms": {  # the parts of latency_ms
-                "features": round(1000 * (t_features - started_s), 3),
-                "speech_embedding": round(1000 * (t_speech - t_features), 3),
+                "features": round(1000 * (t_features - started_s), 3),  # resampling, trimming (and DTW's warped copies)
+                "speech_embedding": round(1000 * (t_speech - t_features), 3),  # MFCC frames (for MFCC encoders and DTW) and the network
                 "candidate_embeddings": round(1000 * (t_view - t_speech), 3),
                 "match": round(1000 * (t_match - t_view), 3),
             },

@@ -13,7 +13,7 @@ from edge.bench.episodes import Episode, EpisodeSampler, SpeakerMode
 from edge.bench.manifest import ImageItem, SpeechItem
 from edge.encoders import ImageEncoder, SpeechEncoder, support_set_for
 from edge.audio import read_wav
-from edge.features import SpeechFeatureSettings, wav_features, warped_speech_features
+from edge.features import SpeechFeatureSettings, warped_speech_features
 from edge.images import load_image, preprocess_batch
 from edge.matching import DISTANCE_ONLY, MatchSettings, cosine_distances
 
@@ -76,11 +76,8 @@ class EmbeddingCache:
         for start in tqdm(range(0, len(todo), BATCH), desc="speech", disable=not progress, unit="batch", leave=False):
             chunk = todo[start : start + BATCH]
             t_speech = time.perf_counter()
-            embed_audio = getattr(self.speech_enc, "embed_audio", None)  # peers that take raw audio
-            if embed_audio is not None:
-                embedded = embed_audio([read_wav(self.speech_items[i].path, self.features.sample_rate_hz) for i in chunk])
-            else:
-                embedded = self.speech_enc.embed([wav_features(self.speech_items[i].path, self.features) for i in chunk])
+            rate = self.speech_enc.sample_rate_hz  # MFCC encoders: the features' rate; waveform encoders: their own
+            embedded = self.speech_enc.embed_audio([read_wav(self.speech_items[i].path, rate) for i in chunk])
             for i, e in zip(chunk, embedded):
                 self.speech[i] = e
             self.speech_s += time.perf_counter() - t_speech
