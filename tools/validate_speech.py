@@ -28,7 +28,7 @@ def main() -> int:
     ap.add_argument("--speech-encoder", nargs="+", default=["dtw", "default"], help="encoder names or .onnx paths (as encoders.speech)")
     ap.add_argument("--fuse-dtw", nargs="+", type=float, default=[0.0], help="DTW fusion weights to try with model encoders")
     ap.add_argument("--shots", nargs="+", type=int, default=[1])
-    ap.add_argument("--word-best-of", type=int, default=1)
+    ap.add_argument("--word-best-of", nargs="+", type=int, default=[1], help="matching.word_best_of values to try (matters with shots > 1)")
     ap.add_argument("--ways", type=int, default=10)
     ap.add_argument("--episodes", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
@@ -38,16 +38,17 @@ def main() -> int:
     items = validation_items(args.shared / CORPUS)
     print(f"real-speaker validation: {len(items)} clips, {len({i.label for i in items})} words, "
           f"{len({i.speaker for i in items})} speakers; {args.ways}-way, {args.episodes} episodes, seed {args.seed}")
-    print("| speech encoder | fuse_dtw | shots | speech-only accuracy | 95% CI |")
-    print("|---|---|---|---|---|")
+    print("| speech encoder | protocol | fuse_dtw | shots | word_best_of | speech-only accuracy | 95% CI |")
+    print("|---|---|---|---|---|---|---|")
     for name in args.speech_encoder:
         for weight in ([0.0] if name == "dtw" else args.fuse_dtw):
             enc = load_speech_encoder(EncoderSettings(speech=name, fuse_dtw=weight, threads=cfg.encoders.threads), cfg.speech_features)
             for shots in args.shots:
                 eps = cross_speaker_episodes(items, args.ways, shots, args.episodes, args.seed)
-                right = speech_outcomes(enc, items, cfg.speech_features, eps, args.word_best_of)
-                acc, ci = mean_ci95(right.mean(axis=1))
-                print(f"| {name} | {weight:g} | {shots} | {100 * acc:.1f} | +-{100 * ci:.1f} |", flush=True)
+                for best_of in (args.word_best_of if shots > 1 else [1]):
+                    right = speech_outcomes(enc, items, cfg.speech_features, eps, best_of)
+                    acc, ci = mean_ci95(right.mean(axis=1))
+                    print(f"| {name} | {enc.protocol} | {weight:g} | {shots} | {best_of} | {100 * acc:.1f} | +-{100 * ci:.1f} |", flush=True)
     return 0
 
 
