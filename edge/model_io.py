@@ -149,6 +149,8 @@ def pad_features(features: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray
 
 def pad_waveforms(waveforms: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Zero-padded (N, S_max) float32 batch and (N,) int32 lengths (samples) of variable-length waveforms."""
+    if any(np.ndim(w) != 1 for w in waveforms):
+        raise ValueError("a waveform speech model takes 1-D sample arrays, not feature matrices")
     lengths = np.array([np.asarray(w).reshape(-1).shape[0] for w in waveforms], np.int32)
     batch = np.zeros((len(waveforms), max(1, int(lengths.max()))), np.float32)
     for i, w in enumerate(waveforms):
@@ -177,7 +179,7 @@ def model_inputs(info: ModelInfo, utterances: Sequence[np.ndarray]) -> list[np.n
     The one place where a speech model's recorded feature settings turn audio into what it eats.
     """
     if info.input_kind == "waveform":
-        return [np.asarray(u, np.float32).reshape(-1) for u in utterances]
+        return [np.asarray(u, np.float32) for u in utterances]
     try:
         settings = build(SpeechFeatureSettings, info.speech_features or {})
     except SettingsError as exc:

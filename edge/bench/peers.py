@@ -85,5 +85,7 @@ class EfficientWordNetSpeech:
         return np.stack(out) if out else np.zeros((0, 2048), np.float32)
 
     def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
-        """The same as :meth:`embed_audio`: the peer's input is the waveform."""
+        """The same as :meth:`embed_audio` (the peer's input is the waveform); feature matrices are refused."""
+        if any(np.ndim(w) != 1 for w in waveforms):
+            raise TypeError("efficientword-net embeds raw audio (1-D samples at 16 kHz), not feature matrices")
         return self.embed_audio(waveforms)

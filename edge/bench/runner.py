@@ -115,6 +115,12 @@ def score_episode(ep: Episode, cache: EmbeddingCache, pairs_as_words: bool, rank
     return EpisodeOutcome(ep, right_mm / n_q, right_dist / n_q, right_sp / n_q, right_im / len(match_labels), chosen)
 
 
+def row_protocol(speech_enc: Any, image_enc: Any) -> str:
+    """``seeds`` when both encoders were trained only on background data (or are baselines), else ``pretrained``."""
+    both = (getattr(speech_enc, "protocol", "pretrained"), getattr(image_enc, "protocol", "pretrained"))
+    return "seeds" if both == ("seeds", "seeds") else "pretrained"
+
+
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
     """Mean and the half-width of its normal-approximation 95% confidence interval."""
     v = np.asarray(values, np.float64)
@@ -186,6 +192,9 @@ def run_benchmark(
         "dtw_warp": settings.dtw_warp if speech_enc.metric != "cosine" else None,
         "speech_encoder": speech_enc.encoder_id,
         "image_encoder": image_enc.encoder_id,
+        "protocol": row_protocol(speech_enc, image_enc),
+        "speech_protocol": getattr(speech_enc, "protocol", "pretrained"),
+        "image_protocol": getattr(image_enc, "protocol", "pretrained"),
         "accuracy": acc,
         "ci95": ci,
         "accuracy_distance_only": acc_dist,
