@@ -446,14 +446,22 @@ class Controller:
             self._cancel_teach("second_press")
             return
         self.state = "teaching"
+        self._end_silence_for_state()
         self._teach_label = label
         self._teach_deadline = self._clock() + self.teach_settings.timeout_s
         self._teach_samples.clear()
         self._last_sample_s = -1e9
         self.publish({"event": "teach_started", "source": source, "label": label, "timeout_s": self.teach_settings.timeout_s})
 
+    def _end_silence_for_state(self) -> None:
+        """Teaching waits longer for the end of the utterance (``vad.teach_end_silence_ms``): a name must be kept whole."""
+        settings, set_ms = getattr(self.endpointer, "settings", None), getattr(self.endpointer, "set_end_silence_ms", None)
+        if settings is not None and set_ms is not None:
+            set_ms(settings.teach_end_silence_ms if self.state == "teaching" else settings.end_silence_ms)
+
     def _cancel_teach(self, reason: str) -> None:
         self.state = "idle"
+        self._end_silence_for_state()
         self._teach_samples.clear()
         self.publish({"event": "teach_cancelled", "reason": reason})
 
@@ -508,6 +516,7 @@ class Controller:
         )  # committed durably before it returns: only then is the pair announced
         self.support.add(pair_id, speech_vec, image_vec, self._teach_label)
         self.state = "idle"
+        self._end_silence_for_state()
         self._teach_samples.clear()
         self.counts["taught"] += 1
         self.publish({

@@ -370,3 +370,19 @@ def test_teach_over_the_socket_with_a_label():
     rig.frames.show(scene("triangle", None, None))
     rig.say(2)
     assert rig.run_until("resolved")["label"] == "tent"
+
+
+def test_teaching_waits_longer_for_the_end_of_the_name():
+    """While teaching the endpointer uses vad.teach_end_silence_ms; back to end_silence_ms once taught or cancelled."""
+    from edge.vad import Endpointer, VadSettings
+
+    rig = Rig()
+    rig.ctrl.endpointer = real = Endpointer(VadSettings(end_silence_ms=240, teach_end_silence_ms=600))
+    frames = lambda: real._end_frames  # noqa: E731 - 30 ms frames in the end window
+    assert frames() == 8
+    rig.ctrl.press()
+    rig.run_until("teach_started")
+    assert frames() == 20
+    rig.ctrl.press()  # a second press cancels
+    rig.run_until("teach_cancelled")
+    assert frames() == 8
