@@ -386,3 +386,28 @@ def test_teaching_waits_longer_for_the_end_of_the_name():
     rig.ctrl.press()  # a second press cancels
     rig.run_until("teach_cancelled")
     assert frames() == 8
+
+
+def test_restart_with_the_keywords_encoder_reembeds_the_taught_audio_as_waveforms(tmp_path):
+    """From an old config's 'default' (the triplet, MFCC frames, fused with DTW) to keywords (16 kHz samples): every pair kept."""
+    from edge.encoders import EncoderSettings, load_speech_encoder
+    from edge.memory import Memory
+
+    memory = Memory(tmp_path / "memory.sqlite3")
+    first = Rig(memory=memory, speech_encoder=load_speech_encoder(EncoderSettings(speech="default"), SpeechFeatureSettings()))
+    first.teach(0, "circle")
+    first.teach(1, "square")
+    memory.close()
+    memory = Memory(tmp_path / "memory.sqlite3")
+    keywords = load_speech_encoder(EncoderSettings(), SpeechFeatureSettings())  # the config default
+    assert keywords.input_kind == "waveform" and keywords.encoder_id.startswith("speech-keywords-")
+    second = Rig(memory=memory, speech_encoder=keywords)
+    assert second.ctrl.load_memory() == 2
+    stored = memory.embeddings(keywords.encoder_id)
+    assert sorted(stored) == [1, 2] and all(v.shape == (96,) for v in stored.values())
+    second.frames.show(scene("square", None, "circle"))
+    second.say(1)
+    assert second.run_until("resolved")["box"] == list(BOXES[0])
+    asked = second.ctrl.answer(word(0), 16000)  # the path of 'showsay ask'
+    assert asked["event"] == "resolved" and asked["pair_id"] == 1 and asked["box"] == list(BOXES[2])
+    memory.close()

@@ -127,7 +127,7 @@ def main() -> None:
     ap.add_argument("--fsdd", action="store_true", help="also the fsdd table (the test data: reported, never chosen on)")
     ap.add_argument("--no-images", action="store_true", help="skip the not_in_view table")
     args = ap.parse_args()
-    grid = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55]
+    grid = [0.2, 0.22, 0.24, 0.26, 0.28, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55]
     real_speech_table(args.data, args.speech_encoder, grid, args.episodes, args.seed)
     if args.fsdd:
         speech_table(args.data, args.speech_encoder, grid, trials=10, seed=args.seed)

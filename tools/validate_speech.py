@@ -95,8 +95,13 @@ def main() -> int:
         print("| speech encoder | protocol | fuse_dtw | shots | word_best_of | speech-only accuracy | 95% CI |")
         print("|---|---|---|---|---|---|---|")
     for name in args.speech_encoder:
-        for weight in ([0.0] if name == "dtw" else args.fuse_dtw):
-            enc = load_speech_encoder(EncoderSettings(speech=name, fuse_dtw=weight, threads=cfg.encoders.threads), cfg.speech_features)
+        for weight in ([0.0] if name in ("dtw", "efficientword-net") else args.fuse_dtw):
+            if name == "efficientword-net":  # the benchmark-only peer (pip install --no-deps efficientword-net==1.0.5)
+                from edge.bench.peers import EfficientWordNetSpeech
+
+                enc = EfficientWordNetSpeech(threads=cfg.encoders.threads)
+            else:
+                enc = load_speech_encoder(EncoderSettings(speech=name, fuse_dtw=weight, threads=cfg.encoders.threads), cfg.speech_features)
             for shots in args.shots:
                 eps = cross_speaker_episodes(items, args.ways, shots, args.episodes, args.seed)
                 for best_of in (args.word_best_of if shots > 1 else [1]):
