@@ -240,6 +240,9 @@ class OnnxEncoder:
         """(N, dim) embeddings: feature matrices or waveforms for speech (by ``input_kind``), an image batch for images."""
         if len(batch) == 0:
             return np.zeros((0, self.info.embedding_dim), np.float32)
+        if self.input_kind == "waveform" and len(batch) > 1:
+            # one utterance per run: on a CPU, padding a batch of waveforms to its longest costs more than batching saves
+            return np.concatenate([self.embed(batch[i : i + 1]) for i in range(len(batch))])
         (out,) = self._session.run([EMBEDDING_OUTPUT], model_feeds(self.info, batch))  # type: ignore[attr-defined]
         return out
 
