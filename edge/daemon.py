@@ -224,6 +224,7 @@ class Controller:
         self._views: deque[View] = deque(maxlen=256)
         self._last_prefetch_s = -1e9
         self._speech_seen_s = -1e9
+        self._speculative: tuple[tuple, tuple] | None = None  # (utterance key, speech side) computed at the first pause
         self._teach_label: str | None = None
         self._devices_lost: set[str] = set()
         self._last_frame_index: int | None = None
@@ -346,6 +347,8 @@ class Controller:
                     self._speech_seen_s = now
                 if utt is not None:
                     self._on_utterance(utt)
+                elif self.state == "idle":
+                    self._speculate()
             self._run_commands()
             self._watch_camera(self._clock())
             self._check_teach_timeout(self._clock())
@@ -623,12 +626,33 @@ class Controller:
             return
         self._answer(utt.pcm, utt.sample_rate_hz, started, utt)
 
-    def _answer(self, pcm: np.ndarray, rate: int, started_s: float, utterance: Any | None) -> Event:
-        self.counts["requests"] += 1
+    def _speech_side(self, pcm: np.ndarray, rate: int) -> tuple[np.ndarray, list[np.ndarray], float, float]:
+        """A request's query (embedding, frames or both), DTW's warped copies, and the ms spent on each half."""
+        t0 = self._clock()
         samples = self._speech_samples(pcm, rate)
         warped = self._warped_features(samples)
-        t_features = self._clock()
+        t1 = self._clock()
         query = np.asarray(self.speech_encoder.embed_audio([samples])[0], np.float32)  # MFCC features (if any) and the network
+        return query, warped, 1000 * (t1 - t0), 1000 * (self._clock() - t1)
+
+    def _speculate(self) -> None:
+        """At the first pause of a request, compute its speech side while the end silence still runs (``vad.end_silence_ms``).
+
+        The endpointer hands out the utterance as it will end if the pause lasts (:meth:`edge.vad.Endpointer.pending`);
+        when it does end so, :meth:`_answer` reuses the query, so the answer waits only for the match.
+        """
+        pending = getattr(self.endpointer, "pending", None)
+        utt = pending() if pending is not None else None
+        if utt is not None:
+            self._speculative = (_utterance_key(utt), self._speech_side(utt.pcm, utt.sample_rate_hz))
+
+    def _answer(self, pcm: np.ndarray, rate: int, started_s: float, utterance: Any | None) -> Event:
+        self.counts["requests"] += 1
+        ahead, self._speculative = self._speculative, None
+        if utterance is not None and ahead is not None and ahead[0] == _utterance_key(utterance):
+            (query, warped, features_ms, speech_ms), precomputed = ahead[1], True  # computed during the pause
+        else:
+            (query, warped, features_ms, speech_ms), precomputed = self._speech_side(pcm, rate), False
         t_speech = self._clock()
         if len(self.support) == 0:
             return self.publish({"event": "unknown_word", "reason": "nothing_taught", "latency_ms": self._ms(started_s)})
@@ -645,9 +669,10 @@ class Controller:
             "label": res.label,
             "speech_distance": _round(res.speech_distance),
             "view_cached": cached,
-            "timings_ms": {  # the parts of latency_ms
-                "features": round(1000 * (t_features - started_s), 3),  # resampling, trimming (and DTW's warped copies)
-                "speech_embedding": round(1000 * (t_speech - t_features), 3),  # MFCC frames (for MFCC encoders and DTW) and the network
+            "speech_precomputed": precomputed,  # the speech side ran during the pause: not part of latency_ms
+            "timings_ms": {  # the parts of latency_ms (the speech ones before it when speech_precomputed)
+                "features": round(features_ms, 3),  # resampling, trimming (and DTW's warped copies)
+                "speech_embedding": round(speech_ms, 3),  # MFCC frames (for MFCC encoders and DTW) and the network
                 "candidate_embeddings": round(1000 * (t_view - t_speech), 3),
                 "match": round(1000 * (t_match - t_view), 3),
             },
@@ -740,6 +765,11 @@ class Controller:
         except OSError as exc:
             log.warning("answers.save_dir %s: cannot save the answer image (%s)", out_dir, exc)
             return None
+
+
+def _utterance_key(utt: Any) -> tuple:
+    """What identifies one endpointed utterance: its capture times and length."""
+    return (float(utt.start_s), float(utt.end_s), int(len(utt.pcm)))
 
 
 def _round(x: float | None) -> float | None:

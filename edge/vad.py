@@ -123,6 +123,7 @@ class Endpointer:
         self._last_voiced = 0  # index in _current of the last voiced frame
         self._recent: deque[bool] = deque(maxlen=self._end_frames)
         self._state = "idle"  # idle | speech | overlong
+        self._pending_given = False  # pending() already handed out the utterance of this pause
 
     @property
     def in_speech(self) -> bool:
@@ -167,6 +168,7 @@ class Endpointer:
         self._current.append((frame, voiced))
         if voiced:
             self._last_voiced = len(self._current) - 1
+            self._pending_given = False
         if ended:
             return self._finish()
         if len(self._current) - self._onset > self._max_frames:
@@ -191,6 +193,28 @@ class Endpointer:
             except Exception:
                 log.exception("endpointer: event handler failed")
 
+    def pending(self) -> Utterance | None:
+        """The utterance in progress as it will end if no voiced frame comes before the end silence runs out.
+
+        Given once per pause, as soon as ``post_roll_ms`` of it has passed (the audio the utterance
+        keeps is then complete), so the controller can compute the request's speech side while the
+        end silence is still running; if the speaker goes on, the next pause gives a new one.
+        """
+        if self._state != "speech" or self._pending_given:
+            return None
+        if len(self._current) - 1 - self._last_voiced < max(1, self._post_frames):
+            return None
+        if (self._last_voiced + 1 - self._onset) * self.settings.frame_ms < self.settings.min_utterance_ms:
+            return None
+        self._pending_given = True
+        return self._utterance(self._current[: self._last_voiced + 1 + self._post_frames])
+
+    @staticmethod
+    def _utterance(kept: list[tuple[AudioFrame, bool]]) -> Utterance:
+        first, last = kept[0][0], kept[-1][0]
+        pcm = np.concatenate([f.pcm for f, _ in kept])
+        return Utterance(pcm, first.sample_rate_hz, first.time_s, last.time_s + last.duration_s)
+
     def _finish(self) -> Utterance | None:
         """Close the current utterance; the silence after its post-roll seeds the next pre-roll."""
         end = min(len(self._current), self._last_voiced + 1 + self._post_frames)
@@ -204,9 +228,7 @@ class Endpointer:
             self._history.append(item)
         if too_short:
             return None
-        first, last = kept[0][0], kept[-1][0]
-        pcm = np.concatenate([f.pcm for f, _ in kept])
-        return Utterance(pcm, first.sample_rate_hz, first.time_s, last.time_s + last.duration_s)
+        return self._utterance(kept)
 
     def flush(self) -> Utterance | None:
         """End of input: close an utterance in progress (subject to the length limits)."""

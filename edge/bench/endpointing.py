@@ -71,20 +71,31 @@ def lay_out(clips: Sequence[np.ndarray], labels: Sequence[str], gap_s: float, no
     return np.clip(stream, -1, 1), words
 
 
-def endpoint(samples: np.ndarray, settings: VadSettings, rate_hz: int = RATE_HZ) -> list[tuple[Utterance, float]]:
-    """Utterances of a stream through the real endpointer, each with the time (s) its closing frame was complete."""
+def _key(utt: Utterance) -> tuple:
+    return (float(utt.start_s), float(utt.end_s), int(len(utt.pcm)))
+
+
+def endpoint(samples: np.ndarray, settings: VadSettings, rate_hz: int = RATE_HZ) -> list[tuple[Utterance, float, float | None]]:
+    """Utterances of a stream through the real endpointer: each with the time (s) its closing frame was complete and the
+    time the controller could start on it at its first pause (:meth:`Endpointer.pending`; None if that utterance changed)."""
     ep = Endpointer(settings)
     n = rate_hz * settings.frame_ms // 1000
     pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
     out = []
+    pending: dict[tuple, float] = {}
     for i in range(pcm.size // n):
         frame = AudioFrame(pcm[i * n : (i + 1) * n], i * n / rate_hz, rate_hz)
         utt = ep.push(frame)
+        now = frame.time_s + frame.duration_s
         if utt is not None:
-            out.append((utt, frame.time_s + frame.duration_s))
+            out.append((utt, now, pending.get(_key(utt))))
+        else:
+            ahead = ep.pending()
+            if ahead is not None:
+                pending[_key(ahead)] = now
     last = ep.flush()
     if last is not None:
-        out.append((last, pcm.size / rate_hz))
+        out.append((last, pcm.size / rate_hz, pending.get(_key(last))))
     return out
 
 
@@ -112,12 +123,16 @@ class EndOfWordResult:
 
 
 def end_of_word(samples: np.ndarray, words: Sequence[Word], settings: VadSettings,
-                answer_ms: Callable[[Utterance], float] = lambda u: 0.0, rate_hz: int = RATE_HZ) -> EndOfWordResult:
-    """Endpoint the stream, match utterances to words by overlap, and time every word heard whole."""
+                answer_ms: Callable[[Utterance], tuple[float, float]] = lambda u: (0.0, 0.0), rate_hz: int = RATE_HZ) -> EndOfWordResult:
+    """Endpoint the stream, match utterances to words by overlap, and time every word heard whole.
+
+    ``answer_ms(utterance)`` gives the controller's (speech side, the rest) in ms; the speech side
+    starts at the first pause when the endpointer offered the utterance then, as the daemon does.
+    """
     heard = endpoint(samples, settings, rate_hz)
     owners: list[list[int]] = [[] for _ in words]  # utterances overlapping each word's voiced span
     held: list[list[int]] = [[] for _ in heard]  # words inside each utterance
-    for u, (utt, _) in enumerate(heard):
+    for u, (utt, _, _) in enumerate(heard):
         for w, word in enumerate(words):
             if utt.start_s < word.end_s and word.start_s < utt.end_s:
                 owners[w].append(u)
@@ -127,10 +142,12 @@ def end_of_word(samples: np.ndarray, words: Sequence[Word], settings: VadSetting
     for w, word in enumerate(words):
         if len(owners[w]) != 1 or len(held[owners[w][0]]) != 1:
             continue
-        utt, closed_s = heard[owners[w][0]]
-        delay = 1000.0 * (closed_s - word.end_s)
-        result.endpoint_ms.append(delay)
-        result.answer_ms.append(delay + answer_ms(utt))
+        utt, closed_s, pending_s = heard[owners[w][0]]
+        speech_ms, rest_ms = answer_ms(utt)
+        closed_ms = 1000.0 * (closed_s - word.end_s)
+        start_ms = closed_ms if pending_s is None else 1000.0 * (pending_s - word.end_s)
+        result.endpoint_ms.append(closed_ms)
+        result.answer_ms.append(max(closed_ms, start_ms + speech_ms) + rest_ms)
     return result
 
 

@@ -218,11 +218,14 @@ def _answer_clock(cfg: Any) -> Any:
 
     ctrl.prefetch_view()  # the candidates embedded while the person spoke (a static frame: the cache stays valid)
 
-    def answer_ms(utt: Any) -> float:
+    def answer_ms(utt: Any) -> tuple[float, float]:
+        """(speech side, the rest) of the answer, ms: the daemon computes the first at the utterance's first pause."""
         event = ctrl.answer(utt.pcm, utt.sample_rate_hz)
         if not event.get("view_cached", True):
             raise RuntimeError("the prefetched view was not used")
-        return float(event["latency_ms"])
+        t = event.get("timings_ms", {})
+        speech = float(t.get("features", 0.0)) + float(t.get("speech_embedding", 0.0))
+        return speech, max(0.0, float(event["latency_ms"]) - speech)
 
     answer_ms(_utterances()[0])  # warm the sessions up: the daemon has answered before
     return answer_ms
