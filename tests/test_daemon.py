@@ -10,6 +10,7 @@ from edge.daemon import AnswerSettings, Controller, TeachSettings, run_in_thread
 from edge.encoders import DtwSpeech, PixelImage
 from edge.features import SpeechFeatureSettings
 from edge.matching import MatchSettings
+from edge.vad import Utterance
 from tests.daemon_fakes import (
     BOXES,
     DictMemory,
@@ -411,3 +412,44 @@ def test_restart_with_the_keywords_encoder_reembeds_the_taught_audio_as_waveform
     asked = second.ctrl.answer(word(0), 16000)  # the path of 'showsay ask'
     assert asked["event"] == "resolved" and asked["pair_id"] == 1 and asked["box"] == list(BOXES[2])
     memory.close()
+
+
+class PausingEndpointer(EnergyEndpointer):
+    """Like EnergyEndpointer, but the utterance ends at the second quiet frame and is offered (pending) at the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.quiet = 0
+        self.offer = None
+
+    def push(self, frame):
+        if np.abs(frame.pcm).max() > 1000:
+            self.quiet = 0
+            self.frames.append(frame)
+            return None
+        if not self.frames:
+            return None
+        self.quiet += 1
+        if self.quiet == 1:
+            self.offer = Utterance(np.concatenate([f.pcm for f in self.frames]), 16000, self.frames[0].time_s, self.frames[-1].time_s)
+            return None
+        self.quiet = 0
+        return self.flush()
+
+    def pending(self):
+        offer, self.offer = self.offer, None
+        return offer
+
+
+def test_the_speech_side_of_a_request_is_computed_at_its_first_pause():
+    rig = Rig()
+    rig.ctrl.endpointer = PausingEndpointer()
+    rig.teach(0, "circle")
+    rig.frames.show(scene("circle", None, None))
+    rig.say(0)
+    ev = rig.run_until("resolved")
+    assert ev["speech_precomputed"] is True and ev["box"] == list(BOXES[0])
+    assert ev["timings_ms"]["speech_embedding"] > 0  # its cost is still reported
+    rig.ctrl.endpointer = EnergyEndpointer()  # no pending(): computed when the utterance ends
+    rig.say(0)
+    assert rig.run_until("resolved")["speech_precomputed"] is False

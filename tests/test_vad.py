@@ -147,3 +147,27 @@ def test_a_pause_inside_a_request_splits_it_unless_the_end_silence_is_longer(wor
     apart = tmp_path / "apart.wav"
     compose([0.5, words["apple"], 0.9, words["banana"], 1.0], apart)  # two requests 0.9 s apart stay two either way
     assert len(patient.segment_wav(apart)) == 2
+
+
+def test_pending_offers_the_utterance_as_it_will_end_once_per_pause(words, tmp_path):
+    path = tmp_path / "one.wav"
+    compose([0.5, words["apple"], 1.0], path)
+    ep = Endpointer()
+    source = WavFileSource(path, frame_ms=30, sample_rate_hz=16000, start_time_s=0.0)
+    source.start()
+    offered, ended = [], []
+    while not source.closed:
+        frame = source.read(0.1)
+        if frame is None:
+            continue
+        utt = ep.push(frame)
+        if utt is not None:
+            ended.append((utt, frame.time_s))
+        else:
+            ahead = ep.pending()
+            if ahead is not None:
+                offered.append((ahead, frame.time_s))
+    assert len(offered) == 1 and len(ended) == 1
+    (ahead, offered_at), (utt, ended_at) = offered[0], ended[0]
+    assert np.array_equal(ahead.pcm, utt.pcm) and (ahead.start_s, ahead.end_s) == (utt.start_s, utt.end_s)
+    assert 0.05 <= ended_at - offered_at <= 0.2  # offered post_roll_ms after the last voiced frame, before the end silence ran out
