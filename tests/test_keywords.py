@@ -208,6 +208,11 @@ def test_waveform_engine_builds_with_a_sample_axis_runs_and_matches_onnxruntime(
             enc.embed_audio([np.zeros(32001, np.float32)])
     finally:
         enc.close()
+    csv = _wave_manifest(tmp_path / "data")  # 4000 to 25000 samples: inside the profile
+    capsys.readouterr()
+    assert export_cli.main(["verify", "--onnx", str(onnx_path), "--engine", str(engine), "--speech", str(csv), "--episodes", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "inputs: 8" in out and "-> PASS" in out and "frames:" in out
 
 
 def test_waveform_int8_calibration_uses_fixed_length_recordings(tmp_path, fake_gpu, capsys):
@@ -266,3 +271,11 @@ def test_gpu_keywords_engine_matches_onnxruntime(tmp_path):
         assert np.min(np.sum(ref * got, axis=1)) >= 0.999
     finally:
         enc.close()
+
+
+def test_export_latency_times_the_keywords_encoder_on_waveforms(capsys):
+    assert export_cli.main(["latency", "--onnx", str(KEYWORDS), "--repeats", "2", "--warmup", "1"]) == 0
+    out = capsys.readouterr().out
+    for n in (8000, 16000, 48000):  # 0.5, 1 and 3 s
+        assert f"| 1 x {n} samples |" in out
+    assert "tensorrt: not measured here" in out
