@@ -10,6 +10,12 @@ is harder to start than to keep going). ``pre_roll_ms`` of audio before the firs
 ``post_roll_ms`` after the last one are kept, so soft onsets and endings survive. Utterances whose
 voiced span is shorter than ``min_utterance_ms`` or that run past ``max_utterance_ms`` are dropped,
 with a log line and an ``utterance_dropped`` event.
+
+The end window is short by default (``end_silence_ms`` 240: the answer comes soon after the word)
+and longer while teaching (``teach_end_silence_ms``, set by the controller through
+:meth:`Endpointer.set_end_silence_ms`). :meth:`Endpointer.pending` offers the utterance as it will
+end once ``post_roll_ms`` of a pause has passed, so the request's speech side can be computed
+while the end window still runs.
 """
 from __future__ import annotations
 
