@@ -112,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
     summary["speech_manifest"], summary["image_manifest"] = str(args.speech), str(args.images)
     summary["fuse_dtw"] = getattr(speech_enc, "dtw_weight", 0.0)  # the weight in effect
     print(markdown_table([summary]))
+    print(f"\nsettings: fuse_dtw {summary['fuse_dtw']:g}, word_best_of {summary['word_best_of']}, mutual_exclusivity "
+          f"{summary['mutual_exclusivity']}, dtw_warp {summary['dtw_warp']}; protocol {summary['protocol']} "
+          f"(speech {summary['speech_protocol']}, images {summary['image_protocol']})")
     print(
         f"\n{summary['seconds_per_query'] * 1000:.2f} ms per query in all ({summary['matching_seconds_per_query'] * 1000:.2f} ms matching, "
         f"{summary['embedding_seconds']:.1f} s features and embedding; {summary['speech_ms_per_utterance']:.2f} ms per utterance: read, features, embed)"
