@@ -43,7 +43,8 @@ class CameraSettings:
 
     source: str = setting(
         "0",
-        "camera: a V4L2 device index (\"0\" = /dev/video0), a video file path, a URL (rtsp://, http://), or a\n"
+        "camera: a V4L2 device index (\"0\" = /dev/video0), a video file path (relative: from the config file's\n"
+        "directory), a URL (rtsp://, http://), or a\n"
         "GStreamer pipeline ending in appsink (needs an OpenCV built with GStreamer, i.e. JetPack's, not the\n"
         "pip wheel). Jetson CSI camera example:\n" + JETSON_CSI_PIPELINE,
     )

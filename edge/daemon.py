@@ -613,6 +613,14 @@ class Controller:
         """Forget the cached views (the next answer embeds the candidates itself)."""
         self._views.clear()
 
+    def view_snapshot(self) -> dict | None:
+        """The newest embedded view's frame (index, time) and candidate boxes, or None; safe from any thread (the page reads it)."""
+        try:
+            view = self._views[-1]
+        except IndexError:
+            return None
+        return {"frame_index": view.frame.index, "frame_time_s": view.frame.time_s, "boxes": [c.box for c in view.candidates]}
+
     def prefetch_view(self) -> View | None:
         """Embed the candidates of the newest frame, as the loop does while someone speaks."""
         frame = self.frames.latest()

@@ -40,7 +40,7 @@ import numpy as np
 from scipy.io import wavfile
 
 from edge.fileio import write_atomic
-from edge.settings import setting
+from edge.settings import SettingsError, setting
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,11 @@ class MemorySettings:
     db_name: str = setting("memory.sqlite3", "file name of the SQLite memory inside state_dir")
     busy_timeout_ms: int = setting(5000, "how long a write waits for another process holding the file (the memory CLI), milliseconds", min=0, max=600000)
     check_on_open: bool = setting(True, "run PRAGMA quick_check when the file is opened, so damage is reported at start-up, not mid-run")
+
+    def validate(self) -> None:
+        """The memory file is a plain name inside state_dir."""
+        if not self.db_name or self.db_name in (".", "..") or "/" in self.db_name:
+            raise SettingsError(f"db_name: must be a file name inside state_dir (no '/'), got {self.db_name!r}")
 
     @property
     def path(self) -> Path:

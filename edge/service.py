@@ -15,22 +15,12 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Callable, Iterable, Mapping
 
-from edge.settings import setting
+from edge.service_settings import ServiceSettings  # noqa: F401 - defined below edge.config, re-exported here
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ServiceSettings:
-    """How the daemon talks to systemd and how long it may take to stop."""
-
-    watchdog_fraction: float = setting(0.5, "send WATCHDOG=1 every this fraction of systemd's WatchdogSec", min=0.1, max=0.9)
-    status_interval_s: float = setting(10.0, "least time between two STATUS= updates, s", min=1.0, max=3600.0)
-    stop_timeout_s: float = setting(5.0, "on SIGTERM wait this long for the controller thread (keep well below TimeoutStopSec), s", min=0.5, max=60.0)
-    request_timeout_s: float = setting(10.0, "a control command waits this long for the controller's reply, s", min=0.5, max=120.0)
 
 
 class Notifier:
@@ -148,6 +138,7 @@ class Daemon:
         self.relay = relay or EventRelay()
         self.memory: Any = None
         self.control: Any = None
+        self.web: Any = None
         self.controller: Any = None
         self._thread: threading.Thread | None = None
         self._started: list[Any] = []
@@ -197,6 +188,14 @@ class Daemon:
             self.control = ControlServer(cfg.control, self._handle)
             self.control.start()
             self._started.append(self.control)
+        if cfg.web.enabled:
+            from edge.web.server import web_for_daemon
+
+            self.web = web_for_daemon(cfg, handler=self._handle, frames=self.frames, read_pair=self.memory.pair,
+                                      controller_view=self.controller.view_snapshot)
+            self.web.start()
+            self._started.append(self.web)
+            self.listeners.append(self.web.publish)
         for device in (self.frames, self.audio):
             device.start()
             self._started.append(device)
@@ -263,19 +262,26 @@ class Daemon:
             self.memory = None
 
 
-def run_service(config_path: str | os.PathLike) -> int:
-    """``showsay run``: the daemon with the configured microphone, camera and button until SIGTERM."""
+def run_service(config_path: str | os.PathLike, listeners: Iterable[Callable[[dict], None]] = ()) -> int:
+    """``showsay run``: the daemon with the configured microphone, camera and button until SIGTERM; ``listeners`` get every event."""
     from edge.button import make_button
     from edge.camera import Camera
     from edge.config import ConfigError, load_config
-    from edge.hearing import MicrophoneSource
+    from edge.hearing import open_microphone
     from edge.memory import MemoryError_
     from edge.model_io import ModelError
+
+    from edge.preflight import preflight
 
     try:
         cfg = load_config(config_path)
     except ConfigError as exc:
         log.error("%s", exc)
+        return 2
+    problems = preflight(cfg)  # the same checks as `showsay check`: directories, camera file, button
+    for problem in problems:
+        log.error("%s: %s", config_path, problem)
+    if problems:
         return 2
     notifier = Notifier.from_environ(fraction=cfg.service.watchdog_fraction)
     stop = threading.Event()
@@ -289,10 +295,11 @@ def run_service(config_path: str | os.PathLike) -> int:
     try:
         daemon = Daemon(
             cfg,
-            audio=MicrophoneSource(cfg.microphone, on_event=relay),
+            audio=open_microphone(cfg.microphone, on_event=relay),
             frames=Camera(cfg.camera, on_event=relay),
             button=make_button(cfg.button),
             notifier=notifier,
+            listeners=listeners,
             relay=relay,
         )
         daemon.start()
