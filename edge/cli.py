@@ -46,6 +46,7 @@ COMMANDS = {
     "demo": "edge.commands.demo",
     "bench-latency": "edge.commands.bench_latency",
     "bench-idle": "edge.commands.bench_latency",
+    "bench-endpoint": "edge.commands.bench_latency",
 }
 # Subcommands served by other packages: name -> (module with main(argv) -> int, extra to install, help).
 DELEGATED = {

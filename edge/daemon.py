@@ -39,7 +39,7 @@ import numpy as np
 
 from edge.audio import REQUEST_RATES_HZ, AudioError, read_request_audio, resample, to_float
 from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops, support_set_for
-from edge.features import SpeechFeatureSettings, speech_features, warped_speech_features
+from edge.features import SpeechFeatureSettings, warped_speech_features
 from edge.fileio import write_atomic
 from edge.matching import MatchSettings, Resolution
 from edge.memory import MAX_LABEL_CHARS
@@ -237,6 +237,7 @@ class Controller:
         self._views: deque[View] = deque(maxlen=256)
         self._last_prefetch_s = -1e9
         self._speech_seen_s = -1e9
+        self._speculative: tuple[tuple, tuple] | None = None  # (utterance key, speech side) computed at the first pause
         self._teach_label: str | None = None
         self._devices_lost: set[str] = set()
         self._last_frame_index: int | None = None
@@ -385,6 +386,8 @@ class Controller:
                     self._speech_seen_s = now
                 if utt is not None:
                     self._on_utterance(utt)
+                elif self.state == "idle":
+                    self._speculate()
             self._run_commands()
             self._watch_camera(self._clock())
             self._check_teach_timeout(self._clock())
@@ -487,14 +490,22 @@ class Controller:
             self._cancel_teach("second_press")
             return
         self.state = "teaching"
+        self._end_silence_for_state()
         self._teach_label = label
         self._teach_deadline = self._clock() + self.teach_settings.timeout_s
         self._teach_samples.clear()
         self._last_sample_s = -1e9
         self.publish({"event": "teach_started", "source": source, "label": label, "timeout_s": self.teach_settings.timeout_s})
 
+    def _end_silence_for_state(self) -> None:
+        """Teaching waits longer for the end of the utterance (``vad.teach_end_silence_ms``): a name must be kept whole."""
+        settings, set_ms = getattr(self.endpointer, "settings", None), getattr(self.endpointer, "set_end_silence_ms", None)
+        if settings is not None and set_ms is not None:
+            set_ms(settings.teach_end_silence_ms if self.state == "teaching" else settings.end_silence_ms)
+
     def _cancel_teach(self, reason: str, **details: Any) -> None:
         self.state = "idle"
+        self._end_silence_for_state()
         self._teach_samples.clear()
         self.publish({"event": "teach_cancelled", "reason": reason, **details})
 
@@ -563,6 +574,7 @@ class Controller:
         )  # committed durably before it returns: only then is the pair announced
         self.support.add(pair_id, speech_vec, image_vec, self._teach_label)
         self.state = "idle"
+        self._end_silence_for_state()
         self._teach_samples.clear()
         self.counts["taught"] += 1
         self.publish({
@@ -635,25 +647,24 @@ class Controller:
     # ------------------------------------------------------------------ requests
 
     def _speech_samples(self, pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
-        rate = self.feature_settings.sample_rate_hz
+        """Float samples at the speech encoder's rate (MFCC encoders: the features' rate), trimmed to the word."""
+        rate = self.speech_encoder.sample_rate_hz
         samples = resample(to_float(np.asarray(pcm)), int(sample_rate_hz), rate)
         return trim_to_speech(samples, rate, self.utterances.trim_below_peak_db)
 
-    def _features(self, pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
-        return speech_features(self._speech_samples(pcm, sample_rate_hz), self.feature_settings)
-
-    def _request_features(self, pcm: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, list[np.ndarray]]:
-        """A request's features, and those of its frequency-warped copies when DTW compares utterances (``matching.dtw_warp``)."""
-        samples = self._speech_samples(pcm, sample_rate_hz)
-        feats = speech_features(samples, self.feature_settings)
+    def _warped_features(self, samples: np.ndarray) -> list[np.ndarray]:
+        """Frames of a request's frequency-warped copies when DTW compares utterances (``matching.dtw_warp``), else none."""
         warp = self.matching.dtw_warp
         if warp <= 0 or self.support.metric == "cosine":
-            return feats, []
-        return feats, warped_speech_features(samples, self.feature_settings, warp)
+            return []
+        rate = self.feature_settings.sample_rate_hz
+        if rate != self.speech_encoder.sample_rate_hz:
+            samples = resample(samples, self.speech_encoder.sample_rate_hz, rate)
+        return warped_speech_features(samples, self.feature_settings, warp)
 
     def embed_speech(self, pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
-        """What the support set compares for one utterance: an embedding, or DTW's feature matrix."""
-        return np.asarray(self.speech_encoder.embed([self._features(pcm, sample_rate_hz)])[0], np.float32)
+        """What the support set compares for one utterance: an embedding, DTW's feature matrix, or both packed."""
+        return np.asarray(self.speech_encoder.embed_audio([self._speech_samples(pcm, sample_rate_hz)])[0], np.float32)
 
     def answer(self, pcm: np.ndarray, sample_rate_hz: int) -> Event:
         """Answer one spoken request now (the ``ask`` command, the latency benchmark); publishes and returns the event."""
@@ -689,11 +700,33 @@ class Controller:
             return
         self._answer(utt.pcm, utt.sample_rate_hz, started, utt)
 
+    def _speech_side(self, pcm: np.ndarray, rate: int) -> tuple[np.ndarray, list[np.ndarray], float, float]:
+        """A request's query (embedding, frames or both), DTW's warped copies, and the ms spent on each half."""
+        t0 = self._clock()
+        samples = self._speech_samples(pcm, rate)
+        warped = self._warped_features(samples)
+        t1 = self._clock()
+        query = np.asarray(self.speech_encoder.embed_audio([samples])[0], np.float32)  # MFCC features (if any) and the network
+        return query, warped, 1000 * (t1 - t0), 1000 * (self._clock() - t1)
+
+    def _speculate(self) -> None:
+        """At the first pause of a request, compute its speech side while the end silence still runs (``vad.end_silence_ms``).
+
+        The endpointer hands out the utterance as it will end if the pause lasts (:meth:`edge.vad.Endpointer.pending`);
+        when it does end so, :meth:`_answer` reuses the query, so the answer waits only for the match.
+        """
+        pending = getattr(self.endpointer, "pending", None)
+        utt = pending() if pending is not None else None
+        if utt is not None:
+            self._speculative = (_utterance_key(utt), self._speech_side(utt.pcm, utt.sample_rate_hz))
+
     def _answer(self, pcm: np.ndarray, rate: int, started_s: float, utterance: Any | None) -> Event:
         self.counts["requests"] += 1
-        feats, warped = self._request_features(pcm, rate)
-        t_features = self._clock()
-        query = np.asarray(self.speech_encoder.embed([feats])[0], np.float32)
+        ahead, self._speculative = self._speculative, None
+        if utterance is not None and ahead is not None and ahead[0] == _utterance_key(utterance):
+            (query, warped, features_ms, speech_ms), precomputed = ahead[1], True  # computed during the pause
+        else:
+            (query, warped, features_ms, speech_ms), precomputed = self._speech_side(pcm, rate), False
         t_speech = self._clock()
         if len(self.support) == 0:
             return self.publish({"event": "unknown_word", "reason": "nothing_taught", "latency_ms": self._ms(started_s)})
@@ -711,9 +744,10 @@ class Controller:
             "label": res.label,
             "speech_distance": _round(res.speech_distance),
             "view_cached": cached,
-            "timings_ms": {  # the parts of latency_ms
-                "features": round(1000 * (t_features - started_s), 3),
-                "speech_embedding": round(1000 * (t_speech - t_features), 3),
+            "speech_precomputed": precomputed,  # the speech side ran during the pause: not part of latency_ms
+            "timings_ms": {  # the parts of latency_ms (the speech ones before it when speech_precomputed)
+                "features": round(features_ms, 3),  # resampling, trimming (and DTW's warped copies)
+                "speech_embedding": round(speech_ms, 3),  # MFCC frames (for MFCC encoders and DTW) and the network
                 "candidate_embeddings": round(1000 * (t_view - t_speech), 3),
                 "match": round(1000 * (t_match - t_view), 3),
             },
@@ -810,6 +844,11 @@ class Controller:
         except OSError as exc:
             log.warning("answers.save_dir %s: cannot save the answer image (%s)", out_dir, exc)
             return None
+
+
+def _utterance_key(utt: Any) -> tuple:
+    """What identifies one endpointed utterance: its capture times and length."""
+    return (float(utt.start_s), float(utt.end_s), int(len(utt.pcm)))
 
 
 def _round(x: float | None) -> float | None:

@@ -120,7 +120,8 @@ def test_bench_cli_end_to_end(tmp_path, capsys):
     out = tmp_path / "out.json"
     plot = tmp_path / "plot.png"
     rc = main(["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "3", "--shots", "1",
-               "--episodes", "6", "--queries", "5", "--seeds", "0,1", "--json", str(out), "--plot", str(plot), "--quiet"])
+               "--episodes", "6", "--queries", "5", "--seeds", "0,1", "--json", str(out), "--plot", str(plot), "--quiet",
+               "--speech-encoder", "dtw", "--image-encoder", "pixels"])  # without these: the config's encoders
     assert rc == 0
     summary = json.loads(out.read_text())
     for key in ("ways", "shots", "episodes", "queries", "speakers", "speech_encoder", "image_encoder", "accuracy", "ci95",
@@ -130,20 +131,22 @@ def test_bench_cli_end_to_end(tmp_path, capsys):
     assert summary["accuracy"] == 1.0 and summary["speech_accuracy"] == 1.0 and summary["image_accuracy"] == 1.0
     assert summary["accuracy_distance_only"] == 1.0 and summary["mutual_exclusivity"] == 0.05  # the config default
     assert summary["seeds"] == [0, 1] and len(summary["per_seed"]) == 2
+    assert (summary["protocol"], summary["speech_protocol"], summary["image_protocol"]) == ("seeds", "seeds", "seeds")
     table = capsys.readouterr().out
-    assert "| 100.0 ± 0.0 |" in table and table.startswith("| speech encoder")
+    assert "| 100.0 ± 0.0 |" in table and table.startswith("| protocol | speech encoder") and "\n| seeds | dtw-mfcc-" in table
     img = cv2.imread(str(plot))
     assert img is not None and img.shape[0] > 200
     # Same seed, same answer.
     out2 = tmp_path / "again.json"
     main(["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "3", "--episodes", "6", "--queries", "5",
-          "--seeds", "0,1", "--json", str(out2), "--quiet"])
+          "--seeds", "0,1", "--json", str(out2), "--quiet", "--speech-encoder", "dtw", "--image-encoder", "pixels"])
     assert json.loads(out2.read_text())["per_seed"] == summary["per_seed"]
 
 
 def test_bench_mutual_exclusivity_option(tmp_path, capsys):
     speech_csv, images_csv = make_toy_data(tmp_path)
-    args = ["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "3", "--episodes", "4", "--queries", "3", "--quiet"]
+    args = ["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "3", "--episodes", "4", "--queries", "3", "--quiet",
+            "--speech-encoder", "dtw", "--image-encoder", "pixels"]
     for value, want in (("off", None), ("0.2", 0.2)):
         out = tmp_path / f"{value}.json"
         assert main([*args, "--mutual-exclusivity", value, "--json", str(out)]) == 0
@@ -157,7 +160,8 @@ def test_bench_mutual_exclusivity_option(tmp_path, capsys):
 
 def test_bench_word_best_of_option(tmp_path, capsys):
     speech_csv, images_csv = make_toy_data(tmp_path)
-    args = ["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "3", "--shots", "3", "--episodes", "4", "--queries", "3", "--quiet"]
+    args = ["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "3", "--shots", "3", "--episodes", "4", "--queries", "3", "--quiet",
+            "--speech-encoder", "dtw", "--image-encoder", "pixels"]
     for value, want in ((None, 2), ("1", 1)):  # None: the config default
         out = tmp_path / f"{value}.json"
         assert main([*args, *(["--word-best-of", value] if value else []), "--json", str(out)]) == 0
@@ -169,7 +173,8 @@ def test_bench_word_best_of_option(tmp_path, capsys):
 
 def test_bench_dtw_warp_option(tmp_path, capsys):
     speech_csv, images_csv = make_toy_data(tmp_path)  # speakers' pitches 10% apart
-    args = ["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "3", "--episodes", "4", "--queries", "3", "--quiet"]
+    args = ["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "3", "--episodes", "4", "--queries", "3", "--quiet",
+            "--speech-encoder", "dtw", "--image-encoder", "pixels"]
     for value, want in ((None, 0.0), ("0.15", 0.15)):  # None: the config default
         out = tmp_path / f"{value}.json"
         assert main([*args, *(["--dtw-warp", value] if value else []), "--json", str(out)]) == 0
@@ -227,7 +232,7 @@ def test_data_helpers_on_the_shared_sets(shared_data, tmp_path):
     # The seeds' baseline on real recordings: well above chance (10%) for every modality.
     out = tmp_path / "b.json"
     assert main(["bench", "--speech", str(tmp_path / "fsdd.csv"), "--images", str(tmp_path / "mnist" / "mnist.csv"),
-                 "--episodes", "20", "--json", str(out), "--quiet"]) == 0
+                 "--episodes", "20", "--json", str(out), "--quiet", "--speech-encoder", "dtw", "--image-encoder", "pixels"]) == 0
     s = json.loads(out.read_text())
     assert s["accuracy"] > 0.15 and s["speech_accuracy"] > 0.3 and s["image_accuracy"] > 0.25
 
@@ -360,7 +365,7 @@ def test_query_verdict_says_where_a_miss_came_from():
 
 def _bench(speech_csv, images_csv, out, *extra):
     return main(["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "3", "--episodes", "5", "--queries", "4",
-                 "--seeds", "0,1", "--json", str(out), "--quiet", *extra])
+                 "--seeds", "0,1", "--json", str(out), "--quiet", "--speech-encoder", "dtw", "--image-encoder", "pixels", *extra])
 
 
 def test_bench_json_has_provenance_and_per_query_results(tmp_path, capsys):
@@ -447,7 +452,7 @@ def test_plot_is_written_for_a_small_manifest(tmp_path):
     speech_csv, images_csv = make_toy_data(tmp_path)
     plot = tmp_path / "plot.png"
     assert main(["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "3", "--shots", "2", "--episodes", "4",
-                 "--queries", "5", "--teachers", "half", "--plot", str(plot), "--quiet"]) == 0
+                 "--queries", "5", "--teachers", "half", "--plot", str(plot), "--quiet", "--speech-encoder", "dtw", "--image-encoder", "pixels"]) == 0
     img = cv2.imread(str(plot))
     assert img is not None and 700 <= img.shape[1] <= 2000 and 600 <= img.shape[0] <= 2000  # 3 episodes of 5 queries and 4 bars
     assert 10_000 < plot.stat().st_size < 2_000_000
@@ -516,7 +521,8 @@ def test_speech_commands_and_omniglot_manifests_make_a_household_benchmark(tmp_p
     assert len(images) == 9 and sorted({i.label for i in images}) == ["fall", "flat", "rise"]
     assert len({i.path.name for i in images}) == 9 and (load_image(images[0].path) > 0).mean() < 0.5  # ink white on black
     capsys.readouterr()
-    args = ["bench", "--speech", str(speech_csv), "--images", str(tmp_path / "om" / "omniglot.csv"), "--ways", "3", "--episodes", "5", "--quiet"]
+    args = ["bench", "--speech", str(speech_csv), "--images", str(tmp_path / "om" / "omniglot.csv"), "--ways", "3", "--episodes", "5", "--quiet",
+            "--speech-encoder", "dtw", "--image-encoder", "pixels"]
     assert main(args) == 1
     assert "one teacher in 100 tries: too few recordings per speaker (try --teachers half)" in capsys.readouterr().err
     out = tmp_path / "half.json"

@@ -18,11 +18,11 @@ def _pct(value: float, ci: float) -> str:
 
 def markdown_table(results: Sequence[dict[str, Any]]) -> str:
     """One row per benchmark summary: accuracies in % with 95% confidence half-widths."""
-    head = "| speech encoder | image encoder | ways | shots | speakers | teachers | episodes x seeds | multimodal % | multimodal, distance only % | speech-only % | image-only % | ms/query |"
-    rows = [head, "|" + "---|" * 12]
+    head = "| protocol | speech encoder | image encoder | ways | shots | speakers | teachers | episodes x seeds | multimodal % | multimodal, distance only % | speech-only % | image-only % | ms/query |"
+    rows = [head, "|" + "---|" * 13]
     for r in results:
         rows.append(
-            f"| {r['speech_encoder']} | {r['image_encoder']} | {r['ways']} | {r['shots']} | {r['speakers']} | {r.get('teachers', 'one')} | "
+            f"| {r.get('protocol', '?')} | {r['speech_encoder']} | {r['image_encoder']} | {r['ways']} | {r['shots']} | {r['speakers']} | {r.get('teachers', 'one')} | "
             f"{r['episodes']} x {len(r['seeds'])} | {_pct(r['accuracy'], r['ci95'])} | {_pct(r['accuracy_distance_only'], r['ci95_distance_only'])} | {_pct(r['speech_accuracy'], r['speech_ci95'])} | "
             f"{_pct(r['image_accuracy'], r['image_ci95'])} | {1000 * r['seconds_per_query']:.2f} |"
         )

@@ -13,7 +13,7 @@ from edge.bench.episodes import Episode, EpisodeSampler, SpeakerMode, TeacherMod
 from edge.bench.manifest import ImageItem, SpeechItem
 from edge.encoders import ImageEncoder, SpeechEncoder, support_set_for
 from edge.audio import read_wav
-from edge.features import SpeechFeatureSettings, wav_features, warped_speech_features
+from edge.features import SpeechFeatureSettings, warped_speech_features
 from edge.images import load_image, preprocess_batch
 from edge.matching import DISTANCE_ONLY, MatchSettings, cosine_distances
 
@@ -98,11 +98,8 @@ class EmbeddingCache:
         for start in tqdm(range(0, len(todo), BATCH), desc="speech", disable=not progress, unit="batch", leave=False):
             chunk = todo[start : start + BATCH]
             t_speech = time.perf_counter()
-            embed_audio = getattr(self.speech_enc, "embed_audio", None)  # peers that take raw audio
-            if embed_audio is not None:
-                embedded = embed_audio([read_wav(self.speech_items[i].path, self.features.sample_rate_hz) for i in chunk])
-            else:
-                embedded = self.speech_enc.embed([wav_features(self.speech_items[i].path, self.features) for i in chunk])
+            rate = self.speech_enc.sample_rate_hz  # MFCC encoders: the features' rate; waveform encoders: their own
+            embedded = self.speech_enc.embed_audio([read_wav(self.speech_items[i].path, rate) for i in chunk])
             for i, e in zip(chunk, embedded):
                 self.speech[i] = e
             self.speech_s += time.perf_counter() - t_speech
@@ -141,6 +138,12 @@ def score_episode(ep: Episode, cache: EmbeddingCache, pairs_as_words: bool, rank
     n_q = len(ep.queries)
     return EpisodeOutcome(ep, right_mm / n_q, right_dist / n_q, right_sp / n_q, right_im / len(match_labels), chosen, answers,
                           [ep.support_labels[n] for n in nearest])
+
+
+def row_protocol(speech_enc: Any, image_enc: Any) -> str:
+    """``seeds`` when both encoders were trained only on background data (or are baselines), else ``pretrained``."""
+    both = (getattr(speech_enc, "protocol", "pretrained"), getattr(image_enc, "protocol", "pretrained"))
+    return "seeds" if both == ("seeds", "seeds") else "pretrained"
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
@@ -218,6 +221,9 @@ def run_benchmark(
         "dtw_warp": settings.dtw_warp if speech_enc.metric != "cosine" else None,
         "speech_encoder": speech_enc.encoder_id,
         "image_encoder": image_enc.encoder_id,
+        "protocol": row_protocol(speech_enc, image_enc),
+        "speech_protocol": getattr(speech_enc, "protocol", "pretrained"),
+        "image_protocol": getattr(image_enc, "protocol", "pretrained"),
         "accuracy": acc,
         "ci95": ci,
         "accuracy_distance_only": acc_dist,

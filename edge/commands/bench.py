@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -52,10 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "teach (any of them may say a class) and only the other half ask")
     p.add_argument("--min-view-gap", type=int, default=0, help="support and matching views of an object at least this many views apart (needs a view column)")
     p.add_argument("--pairs-as-words", action="store_true", help="treat each support pair as its own word (K-shot: compare with the nearest utterance's image only)")
-    p.add_argument("--speech-encoder", default="dtw", help="dtw, default, ensemble, an .onnx path, or efficientword-net (the peer, if installed)")
-    p.add_argument("--image-encoder", default="pixels", help="pixels, digits, objects, default, or an .onnx path")
-    p.add_argument("--fuse-dtw", type=float, default=0.0, metavar="W",
-                   help="fuse DTW with a model speech encoder at this weight, 0-1 (encoders.fuse_dtw; default 0: the embedding alone)")
+    p.add_argument("--speech-encoder", help="keywords, triplet, ensemble, dtw, an .onnx path, or efficientword-net (the peer, if installed); default: the config's encoders.speech")
+    p.add_argument("--image-encoder", help="pixels, digits, objects, or an .onnx path; default: the config's encoders.image")
+    p.add_argument("--fuse-dtw", type=float, metavar="W",
+                   help="fuse DTW with a model speech encoder at this weight, 0-1 (encoders.fuse_dtw; default: the config's, which when null is "
+                        "the weight chosen for that encoder: keywords 0, triplet 0.5)")
     p.add_argument("--mutual-exclusivity", type=_temperature, metavar="T|off",
                    help="rank candidates with mutual exclusivity at this temperature (matching.mutual_exclusivity; default: the config's); "
                         "the distance-only ranking is always reported beside it")
@@ -111,15 +113,19 @@ def run(args: argparse.Namespace) -> int:
             return 1
     try:
         cfg = load_config(args.config)
-        if not 0.0 <= args.fuse_dtw <= 1.0:
+        if args.fuse_dtw is not None and not 0.0 <= args.fuse_dtw <= 1.0:
             raise ValueError(f"--fuse-dtw must be in [0, 1], got {args.fuse_dtw}")
         if args.dtw_warp is not None and not 0.0 <= args.dtw_warp <= 0.5:
             raise ValueError(f"--dtw-warp must be in [0, 0.5], got {args.dtw_warp}")
         if args.word_best_of is not None and args.word_best_of < 1:
             raise ValueError(f"--word-best-of must be >= 1, got {args.word_best_of}")
-        enc = EncoderSettings(speech=args.speech_encoder, image=args.image_encoder, backend=cfg.encoders.backend,
-                              threads=cfg.encoders.threads, fuse_dtw=args.fuse_dtw)
-        if args.speech_encoder == "efficientword-net":  # benchmark-only peer
+        enc = dataclasses.replace(  # the product's settings unless an option says otherwise: one source of truth
+            cfg.encoders,
+            speech=args.speech_encoder or cfg.encoders.speech,
+            image=args.image_encoder or cfg.encoders.image,
+            fuse_dtw=cfg.encoders.fuse_dtw if args.fuse_dtw is None else args.fuse_dtw,
+        )
+        if enc.speech == "efficientword-net":  # benchmark-only peer
             from edge.bench.peers import EfficientWordNetSpeech
 
             speech_enc = EfficientWordNetSpeech(threads=cfg.encoders.threads)
@@ -142,9 +148,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"showsay bench: {exc}", file=sys.stderr)
         return 1
     summary["speech_manifest"], summary["image_manifest"] = str(args.speech), str(args.images)
-    summary["fuse_dtw"] = summary["settings"]["fuse_dtw"] = args.fuse_dtw
+    summary["fuse_dtw"] = summary["settings"]["fuse_dtw"] = getattr(speech_enc, "dtw_weight", 0.0)  # the weight in effect
     summary["provenance"] = provenance(sys.argv, _arguments(args), {"speech": args.speech, "images": args.images})
     print(markdown_table([summary]))
+    print(f"\nsettings: fuse_dtw {summary['fuse_dtw']:g}, word_best_of {summary['word_best_of']}, mutual_exclusivity "
+          f"{summary['mutual_exclusivity']}, dtw_warp {summary['dtw_warp']}; protocol {summary['protocol']} "
+          f"(speech {summary['speech_protocol']}, images {summary['image_protocol']})")
     print(
         f"\n{summary['seconds_per_query'] * 1000:.2f} ms per query in all ({summary['matching_seconds_per_query'] * 1000:.2f} ms matching, "
         f"{summary['embedding_seconds']:.1f} s features and embedding; {summary['speech_ms_per_utterance']:.2f} ms per utterance: read, features, embed)"
