@@ -6,6 +6,10 @@ of those classes come from other speakers (``speakers="different"``, the seeds' 
 the teacher (``"same"``: a robot's teacher often asks too), never a support utterance. The matching
 set holds one image per class, none of them in the support set and, when views are known, at
 least ``min_view_gap`` turntable steps from every support view of its object.
+
+With ``teach_views`` N > 1 (manifests with a view column) each support pair also keeps the views
+``teach_view_step`` S apart around its taught view (offsets 0, +S, -S, +2S, ...: what a teacher
+turning the object in hand shows the camera), and the matching view keeps the gap from all of them.
 """
 from __future__ import annotations
 
@@ -34,6 +38,16 @@ class Episode:
     support_labels: tuple[str, ...]
     queries: tuple[int, ...]
     matching: tuple[int, ...]  # one image per class, in ``classes`` order
+    support_views: tuple[tuple[int, ...], ...] = ()  # per support pair: its images, the taught one first (empty: support_images alone)
+
+    def views_of(self, k: int) -> tuple[int, ...]:
+        """The images taught with support pair ``k``."""
+        return self.support_views[k] if self.support_views else (self.support_images[k],)
+
+
+def view_offsets(n: int, step: int) -> tuple[int, ...]:
+    """Offsets of ``n`` teaching views ``step`` apart, centred on the taught view: 0, +step, -step, +2 step, ..."""
+    return tuple(((k + 1) // 2) * step * (1 if k % 2 else -1) for k in range(n))
 
 
 def view_distance(a: int, b: int, n_views: int) -> int:
@@ -54,9 +68,14 @@ class EpisodeSampler:
         queries: int,
         speakers: SpeakerMode = "different",
         min_view_gap: int = 0,
+        teach_views: int = 1,
+        teach_view_step: int = 1,
     ) -> None:
         self.ways, self.shots, self.n_queries, self.speakers = ways, shots, queries, speakers
         self.min_view_gap = min_view_gap
+        if teach_views < 1 or teach_view_step < 1:
+            raise EpisodeError(f"--teach-views and --teach-view-step must be >= 1, got {teach_views} and {teach_view_step}")
+        self.offsets = view_offsets(teach_views, teach_view_step)
         self.speech_by = defaultdict(lambda: defaultdict(list))  # label -> speaker -> [index]
         for i, it in enumerate(speech):
             self.speech_by[it.label][it.speaker].append(i)
@@ -67,6 +86,9 @@ class EpisodeSampler:
         self.n_views = {lab: max((self.views[i] or 0) for i in idx) + 1 for lab, idx in self.images_by.items()}
         if min_view_gap and any(v is None for v in self.views):
             raise EpisodeError("--min-view-gap needs a view column in the image manifest")
+        if teach_views > 1 and any(v is None for v in self.views):
+            raise EpisodeError("--teach-views needs a view column in the image manifest")
+        self.index_of_view = {(images[i].label, v): i for i, v in enumerate(self.views) if v is not None}
         self.classes = sorted(set(self.speech_by) & set(self.images_by))
         if len(self.classes) < ways:
             raise EpisodeError(f"{ways}-way episodes need {ways} classes present in both manifests; found {len(self.classes)}: {self.classes}")
@@ -89,7 +111,7 @@ class EpisodeSampler:
     def _try(self, rng: np.random.Generator) -> Episode | None:
         classes = [self.classes[i] for i in rng.choice(len(self.classes), self.ways, replace=False)]
         teacher = self.speakers_all[rng.integers(len(self.speakers_all))]
-        support_speech, support_images, labels, matching = [], [], [], []
+        support_speech, support_images, labels, matching, support_views = [], [], [], [], []
         for c in classes:
             own = self.speech_by[c].get(teacher, [])
             extra = self.shots + (1 if self.speakers == "same" else 0)  # "same" also needs a query left over
@@ -100,9 +122,14 @@ class EpisodeSampler:
             if len(imgs) < self.shots + 1:
                 return None
             chosen = [int(i) for i in rng.choice(imgs, self.shots, replace=False)]
+            views = [self._teaching_views(i, c) for i in chosen]
+            if any(v is None for v in views):
+                return None
             support_images.extend(chosen)
+            support_views.extend(views)  # type: ignore[arg-type]
             labels.extend([c] * self.shots)
-            pool = [i for i in imgs if i not in chosen and self._far_from(i, chosen, c)]
+            taught = [i for v in views for i in v]  # type: ignore[union-attr]
+            pool = [i for i in imgs if i not in taught and self._far_from(i, taught, c)]
             if not pool:
                 return None
             matching.append(int(pool[rng.integers(len(pool))]))
@@ -118,7 +145,15 @@ class EpisodeSampler:
         for _ in range(self.n_queries):
             c = askable[rng.integers(len(askable))]
             queries.append(int(query_pool[c][rng.integers(len(query_pool[c]))]))
-        return Episode(tuple(classes), tuple(support_speech), tuple(support_images), tuple(labels), tuple(queries), tuple(matching))
+        return Episode(tuple(classes), tuple(support_speech), tuple(support_images), tuple(labels), tuple(queries), tuple(matching), tuple(support_views))
+
+    def _teaching_views(self, i: int, label: str) -> tuple[int, ...] | None:
+        """Image ``i`` and the views around it (:func:`view_offsets`), or None when one is missing from the manifest."""
+        if len(self.offsets) == 1:
+            return (i,)
+        n = self.n_views[label]
+        out = tuple(self.index_of_view.get((label, (self.views[i] + o) % n)) for o in self.offsets)  # type: ignore[operator]
+        return None if None in out else out  # type: ignore[return-value]
 
     def _far_from(self, i: int, chosen: list[int], label: str) -> bool:
         if not self.min_view_gap:
