@@ -20,8 +20,8 @@ Two choices keep the answer fast and the taught image good:
   and misaligned views, and could not be stored as one real crop for later re-embedding.
 * A person teaching turns the object in hand, and one crop throws the other sides away: with
   ``teach.views`` > 1 the teacher is asked to turn the object while naming it (event
-  ``turn_object``, a tone with ``teach.sound``), every sampled crop is embedded as it is taken
-  (during the teach window, so not on the teach step), and up to ``teach.views`` crops taken during
+  ``turn_object``, a tone with ``teach.sound``), every crop sampled while the word is said is embedded
+  as it is taken (so not on the teach step), and up to ``teach.views`` crops taken during
   the utterance are stored with the pair: the sharpest, then again and again the sharp-enough crop
   farthest in embedding space from those already kept (:func:`choose_views`). A candidate's image
   distance is the minimum over every view of the word.
@@ -702,7 +702,7 @@ class Controller:
                 self._last_sample_s = now
                 cand = self._teach_candidate(frame.image)
                 embedding = None
-                if self.teach_settings.views > 1:  # embedded now, while the person speaks, not on the teach step
+                if self.teach_settings.views > 1 and self._speaking(now):  # embedded now, while the word is said, not on the teach step
                     embedding = np.asarray(embed_crops(self.image_encoder, [cand.crop])[0], np.float32)
                 self._teach_samples.append(TeachSample(frame, cand, sharpness(cand.crop), embedding))
             return

@@ -33,6 +33,8 @@ def say_while_turning(rig: Rig, kind: int, frames: list[np.ndarray]) -> dict:
     cuts = np.linspace(0, n_audio, len(frames) + 1).astype(int) * FRAME_SAMPLES
     seen = len(rig.events)
     rig.audio.push(silence(0.06))
+    while not rig.audio.q.empty():
+        rig.ctrl.step(0.01)
     for image, a, b in zip(frames, cuts[:-1], cuts[1:]):
         rig.frames.show(image)
         rig.audio.push(pcm[a:b])
