@@ -159,3 +159,47 @@ def test_teaching_views_need_a_view_column_and_one_view_is_the_old_sampler() -> 
     a, b = old.sample(np.random.default_rng(5)), new.sample(np.random.default_rng(5))
     assert a.support_images == b.support_images and a.matching == b.matching and a.queries == b.queries
     assert b.support_views == tuple((i,) for i in b.support_images)
+
+
+def turntable_images(root) -> "Path":
+    """Three drawn shapes on a 12-step turntable (30 degrees a step), as an image manifest with a view column."""
+    import cv2
+
+    from edge.bench.manifest import write_manifest
+
+    rows = []
+    (root / "turn").mkdir(parents=True, exist_ok=True)
+    for word, sides in (("rise", 3), ("fall", 4), ("flat", 5)):
+        for v in range(12):
+            img = np.zeros((28, 28), np.uint8)
+            a = np.deg2rad(30 * v) + np.arange(sides) * 2 * np.pi / sides
+            r = 6 + 6 * (np.arange(sides) % 2)
+            pts = np.stack([14 + r * np.cos(a), 14 + r * np.sin(a)], axis=1).astype(np.int32)
+            cv2.polylines(img, [pts], True, 255, 2)
+            name = f"turn/{word}_{v}.png"
+            cv2.imwrite(str(root / name), img)
+            rows.append((name, word, v))
+    write_manifest(root / "turn.csv", ("path", "label", "view"), rows)
+    return root / "turn.csv"
+
+
+def test_bench_cli_teach_views(tmp_path, capsys):
+    import json
+
+    from edge.cli import main
+    from tests.test_bench import make_toy_data
+
+    speech_csv, flat_images = make_toy_data(tmp_path)
+    images_csv = turntable_images(tmp_path)
+    base = ["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "3", "--episodes", "30", "--queries", "3",
+            "--min-view-gap", "3", "--quiet"]
+    for views in ("1", "3"):
+        assert main([*base, "--teach-views", views, "--teach-view-step", "1", "--json", str(tmp_path / f"v{views}.json")]) == 0
+    one, three = (json.loads((tmp_path / f"v{v}.json").read_text()) for v in ("1", "3"))
+    assert (one["teach_views"], three["teach_views"], three["teach_view_step"]) == (1, 3, 1)
+    assert three["image_accuracy"] > 0.3 and one["image_accuracy"] > 0.3
+    capsys.readouterr()
+    assert main([*base, "--teach-views", "0"]) == 1
+    assert "--teach-views and --teach-view-step must be >= 1" in capsys.readouterr().err
+    assert main(["bench", "--speech", str(speech_csv), "--images", str(flat_images), "--ways", "3", "--teach-views", "3", "--quiet"]) == 1
+    assert "needs a view column" in capsys.readouterr().err

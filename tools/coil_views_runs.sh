@@ -4,7 +4,7 @@
 # view and >= 45 degrees. One JSON per run under OUT (default out/views); runs already there are skipped.
 #   showsay data coil20 --npz ../shared/data/coil20/coil20_objects_01_10.npz --out out/data/coil20
 #   showsay data fsdd --root ../shared/data/fsdd --out out/data/fsdd.csv
-#   nice -n 5 bash tools/coil_views_runs.sh [old|product|transposed]...
+#   nice -n 5 bash tools/coil_views_runs.sh [old|product|transposed|scenes]...
 # (image-only grids of view counts and spacings: tools/view_grid.py, much faster: no speech)
 set -u
 OUT=${OUT:-out/views}
@@ -39,5 +39,13 @@ for set in "${@:-old product}"; do
           --speech-encoder default --fuse-dtw 0.5 --teach-views $v --teach-view-step 2
       done
     done; done; done ;;
+  scenes)  # the scene-level bench (10-object scenes on photographs), --min-view-gap 1 as in the first scene table
+    for finder in oracle contours; do
+      sc="$SHOWSAY scenes --images $IMAGES --finders '' --speech $SPEECH --bench-finder $finder --ways 10 --shots 1 --episodes 200 --queries 10 --min-view-gap 1 --image-encoder objects"
+      [ -s "$OUT/scenes-old-$finder.json" ] || { echo "== scenes-old-$finder"; eval "$sc --speech-encoder dtw --json $OUT/scenes-old-$finder.json" | tail -2; }
+      for v in 1 3 5; do
+        [ -s "$OUT/scenes-product-$finder-v$v.json" ] || { echo "== scenes-product-$finder-v$v"; eval "$sc --speech-encoder default --teach-views $v --teach-view-step 2 --json $OUT/scenes-product-$finder-v$v.json" | tail -2; }
+      done
+    done ;;
   esac
 done
