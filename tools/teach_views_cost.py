@@ -14,6 +14,9 @@ Medians of wall-clock times on this machine; the same run compares the settings,
 """
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: on a small shared CPU BLAS threads made matching 100x slower
 import argparse
 import dataclasses
 import sys
@@ -76,6 +79,7 @@ def main() -> None:
     teach_ms = {n: [] for n in counts}
     sample_ms = {n: [] for n in counts}
     views_kept = {n: [] for n in counts}
+    parts = {n: [] for n in counts}  # the taught event's timings_ms
     with tempfile.TemporaryDirectory() as tmp, Memory(Path(tmp) / "memory.sqlite3") as memory:
         events: list[dict] = []
         ctrl = Controller(
@@ -101,16 +105,19 @@ def main() -> None:
                 t0 = time.perf_counter()
                 ctrl._teach(utt)
                 teach_ms[n].append(1000 * (time.perf_counter() - t0))
-                views_kept[n].append([e for e in events if e["event"] == "taught"][-1]["views"])
+                taught = [e for e in events if e["event"] == "taught"][-1]
+                views_kept[n].append(taught["views"])
+                parts[n].append(taught["timings_ms"])
         pairs = len(memory)
         size_kb = (Path(tmp) / "memory.sqlite3").stat().st_size / 1024
     print(f"{args.repeats} teach turns per setting, {args.frames} crops sampled during each word, {pairs} pairs stored ({size_kb:.0f} KB file)\n")
-    print("| teach.views | views kept (mean) | teach step ms, median (p90) | extra vs 1 view, ms | sampling ms per crop, median |")
-    print("|---|---|---|---|---|")
-    base = float(np.median(teach_ms[counts[0]]))
+    print("| teach.views | views kept (mean) | teach step ms, median (p90) | of it: speech embedding | image embedding | choosing views and storing | sampling ms per crop while the word is said, median |")
+    print("|---|---|---|---|---|---|---|")
     for n in counts:
         t = np.asarray(teach_ms[n])
-        print(f"| {n} | {np.mean(views_kept[n]):.1f} | {np.median(t):.1f} ({np.percentile(t, 90):.1f}) | {np.median(t) - base:+.1f} | {np.median(sample_ms[n]):.1f} |")
+        med = {k: float(np.median([p[k] for p in parts[n]])) for k in ("speech_embedding", "image_embedding", "views_and_store")}
+        print(f"| {n} | {np.mean(views_kept[n]):.1f} | {np.median(t):.1f} ({np.percentile(t, 90):.1f}) | {med['speech_embedding']:.1f} | "
+              f"{med['image_embedding']:.1f} | {med['views_and_store']:.1f} | {np.median(sample_ms[n]):.1f} |")
 
     rng = np.random.default_rng(0)
     print("\nThe answer's match (SupportSet.resolve, 8 candidates, speech as fused, distances only):\n")

@@ -24,6 +24,9 @@ test views are classified as in the benchmark.
 """
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: on a small shared CPU BLAS threads made matching 100x slower
 import argparse
 import sys
 from pathlib import Path
