@@ -12,6 +12,10 @@ by the daemon's own rule (:func:`edge.daemon.choose_views`: each time the one fa
 from those kept) or at random, and a drawing by someone else is the object seen later. Printed: image-only
 accuracy (the test drawing's nearest view names the character) and the answer's accuracy (for each taught
 character, the top candidate among the test drawings, ranked as the daemon ranks them).
+With ``--frames``, the pool is what a camera gives while an object is turned with pauses: 8 frames
+of only 3 drawings (4, 3 and 1 frames of them), each frame the drawing moved a little (up to 3
+degrees, 1 pixel, 3 % of its size, as a hand holding it still moves it), so that picking frames at
+random often picks the same view twice.
 
 ``grid`` and ``confirmed`` run on COIL-20 (the test set: they report, they choose nothing): ``grid`` the
 image-only accuracy of the benchmark's episodes (same sampler and seed as ``showsay bench``, so the same
@@ -73,10 +77,14 @@ def omniglot(args: argparse.Namespace) -> None:
     from train.prepare import omniglot_to_mnist_style
 
     raw = np.load(args.omniglot)["images"][: args.classes]  # (classes, 20 drawers, 105, 105) bool
+    if args.frames:
+        raw = _frames_with_pauses(raw, np.random.default_rng(args.seed + 1))
+        args.pool = FRAMES_PER_POOL
     crops = [omniglot_to_mnist_style(im, 5) for im in raw.reshape(-1, *raw.shape[2:])]
     counts = [int(n) for n in args.views.split(",")]
     min_distance = TeachSettings().view_min_distance
-    print(f"Omniglot evaluation, first {raw.shape[0]} characters, drawers as views: {args.ways}-way, a pool of {args.pool} drawings "
+    what = "8 frames of 3 drawings (4 + 3 + 1, jittered)" if args.frames else f"{args.pool} drawings"
+    print(f"Omniglot evaluation, first {raw.shape[0]} characters, drawers as views: {args.ways}-way, a pool of {what} "
           f"per taught character, tested on a drawing by another person; {args.episodes} episodes, seed {args.seed}\n")
     print("| image encoder | rule | " + " | ".join(f"{n} view{'s' if n > 1 else ''}" for n in counts) + " |")
     print("|---|---|" + "---|" * len(counts))
@@ -86,7 +94,10 @@ def omniglot(args: argparse.Namespace) -> None:
         acc = {(rule, n): [] for rule in ("farthest", "random") for n in counts}
         for _ in range(args.episodes):
             classes = rng.choice(emb.shape[0], args.ways, replace=False)
-            draws = [rng.permutation(emb.shape[1]) for _ in classes]
+            if args.frames:  # the 8 frames in a random order, then one other person's drawing
+                draws = [np.concatenate([rng.permutation(FRAMES_PER_POOL), FRAMES_PER_POOL + rng.permutation(emb.shape[1] - FRAMES_PER_POOL)]) for _ in classes]
+            else:
+                draws = [rng.permutation(emb.shape[1]) for _ in classes]
             pools = [emb[c, d[: args.pool]] for c, d in zip(classes, draws)]
             test = np.stack([emb[c, d[args.pool]] for c, d in zip(classes, draws)])
             orders = [np.concatenate([[0], 1 + rng.permutation(args.pool - 1)]) for _ in classes]  # the random rule's picks
@@ -101,6 +112,28 @@ def omniglot(args: argparse.Namespace) -> None:
             cells = [acc[(rule, n)] for n in counts]
             print(f"| {name} | {rule} | " + " | ".join(f"{100 * np.mean([a[0] for a in c]):.1f} / {100 * np.mean([a[1] for a in c]):.1f}" for c in cells) + " |")
     print("\n(each cell: image-only / answer accuracy %)")
+
+
+FRAMES_PER_POOL = 8
+FRAME_COUNTS = (4, 3, 1)  # frames of each of the 3 drawings in a pool
+
+
+def _frames_with_pauses(raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(classes, 8 + 17, 105, 105): per character 8 jittered frames of drawers 0-2 (4, 3, 1 of them), then drawers 3-19 as they are."""
+    import cv2
+
+    out = np.empty((raw.shape[0], FRAMES_PER_POOL + raw.shape[1] - len(FRAME_COUNTS), *raw.shape[2:]), bool)
+    for c in range(raw.shape[0]):
+        k = 0
+        for d, count in enumerate(FRAME_COUNTS):
+            ink = (~raw[c, d]).astype(np.uint8) * 255
+            for _ in range(count):
+                m = cv2.getRotationMatrix2D((52, 52), rng.uniform(-3, 3), rng.uniform(0.97, 1.03))
+                m[:, 2] += rng.uniform(-1, 1, 2)
+                out[c, k] = cv2.warpAffine(ink, m, (105, 105)) < 128
+                k += 1
+        out[c, k:] = raw[c, len(FRAME_COUNTS):]
+    return out
 
 
 # ---------------------------------------------------------------------------- COIL-20: results
@@ -199,6 +232,7 @@ def main() -> None:
     o.add_argument("--classes", type=int, default=300, help="evaluation characters used (the first N of 659)")
     o.add_argument("--views", default="1,2,3,4,5,6,8")
     o.add_argument("--pool", type=int, default=8, help="drawings per taught character to choose from (teach.frames_to_sample)")
+    o.add_argument("--frames", action="store_true", help="the pool is 8 frames of 3 drawings, as a turn with pauses gives")
     for p in (o, g := sub.add_parser("grid", help="COIL-20 image-only accuracy by teaching views and spacing"),
               c := sub.add_parser("confirmed", help="COIL-20: what confirmed answers add")):
         p.add_argument("--ways", type=int, default=10)
