@@ -69,10 +69,10 @@ class TeachSettings:
     sample_interval_ms: float = setting(120.0, "least time between two sampled teach-region crops, ms", min=0.0, max=2000.0)
     sound: bool = setting(False, "play short tones on the default output device when teaching starts, succeeds or is cancelled")
     views: int = setting(
-        3,
-        "crops of the object kept per taught pair while the teacher turns it and names it: the sharpest, then the sharp crops "
-        "farthest from those kept (embedding space); 1 keeps the sharpest alone, as before. Chosen on Omniglot (drawers as views) "
-        "and by cost, not on COIL-20 (docs/objects.md)",
+        5,
+        "crops of the object kept per taught pair while the teacher turns it and names it: the sharpest crop taken during "
+        "the word, then in turn the sharp crop farthest from those kept (embedding space); 1 keeps the sharpest alone. "
+        "Chosen on Omniglot (drawers as views) and by cost, not on COIL-20 (docs/objects.md); at most frames_to_sample",
         min=1, max=16,
     )
     view_min_sharpness: float = setting(0.5, "a further view must be at least this fraction as sharp as the sharpest crop (motion blur while turning)", min=0.0, max=1.0)
