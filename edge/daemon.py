@@ -42,18 +42,21 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from math import ceil
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import cv2
 import numpy as np
 
-from edge.audio import read_wav, resample, to_float
+from edge.audio import REQUEST_RATES_HZ, AudioError, read_request_audio, resample, to_float
 from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops, support_set_for
 from edge.features import SpeechFeatureSettings, speech_features, warped_speech_features
 from edge.fileio import write_atomic
 from edge.matching import MatchSettings, Resolution, l2_normalise
+from edge.memory import MAX_LABEL_CHARS
 from edge.settings import setting
+from edge.vad import VadSettings
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +130,11 @@ class AnswerSettings:
     reuse_view_ms: float = setting(600.0, "answer with candidate embeddings cached for a frame at most this much older than the newest frame, ms", min=0.0, max=10_000.0)
     prefetch_interval_ms: float = setting(200.0, "least time between two ahead-of-time candidate embeddings while speaking, ms", min=0.0, max=5000.0)
     audio_lost_s: float = setting(3.0, "no audio frame for this long is reported as device_lost (microphone)", min=0.5, max=60.0)
+    max_frame_age_s: float = setting(
+        2.0, "a camera frame older than this is never used to teach or answer, and a camera delivering none newer is reported as device_lost, s "
+        "(keep it above 1/camera.fps)", min=0.1, max=600.0,
+    )
+    ask_read_timeout_s: float = setting(2.0, "longest the daemon spends reading the audio file of an ask request, s (then it is refused)", min=0.1, max=60.0)
 
 
 # --- the narrow interfaces the controller uses (implemented in edge.hearing/vad/camera/candidates/memory)
@@ -238,6 +246,7 @@ class _Pending:
     """A control request waiting for the controller thread's reply."""
 
     request: dict
+    audio: tuple[np.ndarray, int] | None = None  # an ask request's audio, read on the caller's thread
     done: threading.Event = field(default_factory=threading.Event)
     reply: dict | None = None
 
@@ -267,6 +276,7 @@ class Controller:
         answers: AnswerSettings = AnswerSettings(),
         utterances: UtteranceSettings = UtteranceSettings(),
         matching: MatchSettings = MatchSettings(),
+        vad: VadSettings = VadSettings(),
         publish: Callable[[Event], None] = lambda e: None,
         heartbeat: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
@@ -284,6 +294,9 @@ class Controller:
         self.answers = answers
         self.utterances = utterances
         self.matching = matching
+        # an ask file may hold as much audio as the longest utterance the endpointer passes on
+        self.max_request_ms = float(vad.max_utterance_ms + vad.pre_roll_ms + vad.post_roll_ms)
+        self._ask_reads = threading.Semaphore(1)  # one request file decoded at a time bounds the memory it takes
         self._publish_sink = publish
         self._heartbeat = heartbeat
         self._clock = clock
@@ -319,17 +332,43 @@ class Controller:
             self._commands.put_nowait(("press", source))
         except queue.Full:
             log.warning("controller busy: teach press from %s dropped", source)
+        self._wake()
 
     def request(self, request: dict, timeout_s: float = 10.0) -> dict:
-        """Run a control command on the controller thread and return its reply (an error after ``timeout_s``)."""
+        """Run a control command on the controller thread and return its reply (an error after ``timeout_s``).
+
+        An ``ask`` request's audio is read and checked here, on the caller's thread, so a slow,
+        hostile or oversized file never holds up the controller.
+        """
         pending = _Pending(request)
+        if request.get("cmd") == "ask":
+            try:
+                pending.audio = self._ask_audio(request, timeout_s)
+            except (AudioError, ValueError) as exc:
+                return {"ok": False, "error": str(exc)}
         try:
             self._commands.put(("request", pending), timeout=timeout_s)
         except queue.Full:
             return {"ok": False, "error": "daemon busy: command queue full"}
+        self._wake()
         if not pending.done.wait(timeout_s):
             return {"ok": False, "error": f"no reply from the controller within {timeout_s:g} s"}
         return pending.reply or {"ok": False, "error": "no reply"}
+
+    def _ask_audio(self, request: dict, timeout_s: float) -> tuple[np.ndarray, int]:
+        """The int16 audio of an ask request, within the request limits; one file at a time."""
+        if not self._ask_reads.acquire(timeout=timeout_s):
+            raise AudioError(f"daemon busy: another ask request's audio is still being read after {timeout_s:g} s")
+        try:
+            return _request_audio(request, self.max_request_ms, self.answers.ask_read_timeout_s)
+        finally:
+            self._ask_reads.release()
+
+    def _wake(self) -> None:
+        """Cut the loop's wait for audio short so a command is run now, not on the next audio frame."""
+        wake = getattr(self.audio, "wake", None)
+        if wake is not None:
+            wake()
 
     def set_matching(self, matching: MatchSettings) -> None:
         """New rejection thresholds (SIGHUP), applied on the controller thread."""
@@ -469,18 +508,20 @@ class Controller:
                 log.info("matching thresholds now %s", arg)
             elif kind == "request":
                 try:
-                    arg.reply = self._handle(arg.request)
+                    arg.reply = self._handle(arg.request, arg.audio)
                 except Exception as exc:
                     log.exception("control command %r failed", arg.request.get("cmd"))
                     arg.reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
                 arg.done.set()
 
-    def _handle(self, req: dict) -> dict:
+    def _handle(self, req: dict, audio: tuple[np.ndarray, int] | None = None) -> dict:
         cmd = req.get("cmd")
         if cmd == "teach":
             label = req.get("label")
             if label is not None and (not isinstance(label, str) or not label.strip()):
                 return {"ok": False, "error": f"label must be a non-empty string, got {label!r}"}
+            if label is not None and len(label.strip()) > MAX_LABEL_CHARS:  # refused now, not after the person has spoken
+                return {"ok": False, "error": f"label: at most {MAX_LABEL_CHARS} characters, got {len(label.strip())}"}
             self._on_press("socket", label)
             return {"ok": True, "state": self.state}
         if cmd == "cancel":
@@ -514,7 +555,7 @@ class Controller:
             self.publish({"event": "labelled", "pair_id": pair_id, "label": text})
             return {"ok": True, "pair_id": pair_id, "label": text}
         if cmd == "ask":
-            pcm, rate = _request_audio(req)
+            pcm, rate = audio if audio is not None else _request_audio(req, self.max_request_ms, self.answers.ask_read_timeout_s)
             return {"ok": True, **self.answer(pcm, rate)}
         if cmd in ("confirm", "wrong"):
             event = self._on_feedback(cmd, "socket")
@@ -595,10 +636,20 @@ class Controller:
             self.support.remove_view(v)
         return {"learned": True, "view_id": view_id, "dropped_view_ids": dropped, "views": self.support.view_count(a.pair_id)}
 
-    def _cancel_teach(self, reason: str) -> None:
+    def _cancel_teach(self, reason: str, **details: Any) -> None:
         self.state = "idle"
         self._teach_samples.clear()
-        self.publish({"event": "teach_cancelled", "reason": reason})
+        self.publish({"event": "teach_cancelled", "reason": reason, **details})
+
+    def _stale_frame_age_s(self) -> float | None:
+        """Age of the newest camera frame when it is older than ``answers.max_frame_age_s`` (a camera that stopped delivering), else None."""
+        if getattr(self.frames, "still", False):  # a still picture (StaticFrames) never grows old
+            return None
+        latest = self.frames.latest()
+        if latest is None:
+            return None
+        age_s = self._clock() - float(latest.time_s)
+        return round(age_s, 2) if age_s > self.answers.max_frame_age_s else None
 
     def _check_teach_timeout(self, now: float) -> None:
         # An utterance that started before the deadline may still be going on: let it finish.
@@ -641,6 +692,10 @@ class Controller:
 
     def _teach(self, utt: Any) -> None:
         t0 = self._clock()
+        stale_s = self._stale_frame_age_s()
+        if stale_s is not None:  # the camera stopped: its last frame need not show what is held up now
+            self._cancel_teach("camera_frame_too_old", frame_age_s=stale_s, max_frame_age_s=self.answers.max_frame_age_s)
+            return
         start_s, end_s = getattr(utt, "start_s", None), getattr(utt, "end_s", None)
         sample = self._best_sample(start_s, end_s)
         if sample is None:
@@ -688,11 +743,17 @@ class Controller:
     # ------------------------------------------------------------------ the view
 
     def _watch_camera(self, now: float) -> None:
-        # The camera reports its own losses (on_event); this catches a source that only changes state.
+        # The camera reports its own losses (on_event); this catches a source that only changes state,
+        # and one that still says it is connected but has delivered no frame for max_frame_age_s.
         connected = bool(getattr(self.frames, "connected", True))
-        self._camera_seen = self._camera_seen or connected
-        if self._camera_seen and connected == ("camera" in self._devices_lost):
-            self.publish({"event": "device_recovered" if connected else "device_lost", "device": "camera"})
+        stale_s = self._stale_frame_age_s() if connected else None
+        alive = connected and stale_s is None
+        self._camera_seen = self._camera_seen or alive
+        if self._camera_seen and alive == ("camera" in self._devices_lost):
+            event: Event = {"event": "device_recovered" if alive else "device_lost", "device": "camera"}
+            if stale_s is not None:
+                event["reason"] = f"no new frame for {stale_s:g} s"
+            self.publish(event)
         frame = self.frames.latest()
         if frame is None or frame.index == self._last_frame_index:
             return
@@ -769,6 +830,14 @@ class Controller:
         """Forget the cached views (the next answer embeds the candidates itself)."""
         self._views.clear()
 
+    def view_snapshot(self) -> dict | None:
+        """The newest embedded view's frame (index, time) and candidate boxes, or None; safe from any thread (the page reads it)."""
+        try:
+            view = self._views[-1]
+        except IndexError:
+            return None
+        return {"frame_index": view.frame.index, "frame_time_s": view.frame.time_s, "boxes": [c.box for c in view.candidates]}
+
     def prefetch_view(self) -> View | None:
         """Embed the candidates of the newest frame, as the loop does while someone speaks."""
         frame = self.frames.latest()
@@ -778,7 +847,12 @@ class Controller:
         started = self._clock()
         self.counts["utterances"] += 1
         if self.state == "teaching":
-            self._teach(utt)
+            try:
+                self._teach(utt)
+            except Exception as exc:  # teach mode ends now, with the real reason (nothing was stored)
+                self.counts["errors"] += 1
+                log.error("teaching failed: %s: %s", type(exc).__name__, exc)
+                self._cancel_teach("failed", error=f"{type(exc).__name__}: {exc}")
             return
         self._answer(utt.pcm, utt.sample_rate_hz, started, utt)
 
@@ -791,7 +865,8 @@ class Controller:
         t_speech = self._clock()
         if len(self.support) == 0:
             return self.publish({"event": "unknown_word", "reason": "nothing_taught", "latency_ms": self._ms(started_s)})
-        view, cached = self._current_view()
+        stale_s = self._stale_frame_age_s()
+        view, cached = (None, False) if stale_s is not None else self._current_view()
         t_view = self._clock()
         empty = np.zeros((0, 1), np.float32)
         res = self.support.resolve(query, view.embeddings if view and view.candidates else empty, self.matching, warped)
@@ -816,9 +891,12 @@ class Controller:
         if res.status == "unknown_word":
             return self.publish({"event": "unknown_word", **base, "latency_ms": self._ms(started_s)})
         if res.status != "resolved" or used is None:
+            no_view = "no_camera_frame" if stale_s is None else "camera_frame_too_old"
             event = {"event": "not_in_view", **base, "candidates": len(view.candidates) if view else 0,
                      "image_distance": _round(res.ranked[0].image_distance) if res.ranked else None,
-                     "reason": "no_camera_frame" if view is None else res.status, "latency_ms": self._ms(started_s)}
+                     "reason": no_view if view is None else res.status, "latency_ms": self._ms(started_s)}
+            if stale_s is not None:
+                event["frame_age_s"] = stale_s
             if view is not None:
                 event["image"] = self._save(view, None, res, "not_in_view")
             return self.publish(event)
@@ -841,10 +919,11 @@ class Controller:
 
     def _resolve_recent(self, res: Resolution, current: View | None) -> tuple[Resolution, View | None]:
         """Search the views of the last ``recent_view_s`` seconds, newest first, for the word already heard; the first resolution wins."""
+        newest_s = current.frame.time_s if current is not None else self._clock()  # no current view: count back from now
         for view in reversed(self._views):
             if view is current or not view.candidates:
                 continue
-            if current is not None and current.frame.time_s - view.frame.time_s > self.answers.recent_view_s:
+            if newest_s - view.frame.time_s > self.answers.recent_view_s:
                 break
             again = self.support.resolve_in_view(res, view.embeddings, self.matching)
             if again.status == "resolved":
@@ -914,19 +993,22 @@ def _pair_id(req: dict) -> int:
     return value
 
 
-def _request_audio(req: dict) -> tuple[np.ndarray, int]:
-    """The audio of an ``ask`` request: {"wav": path} or {"pcm_b64": ..., "sample_rate_hz": ...} (int16 mono)."""
+def _request_audio(req: dict, max_duration_ms: float, timeout_s: float) -> tuple[np.ndarray, int]:
+    """The audio of an ``ask`` request: {"wav": path} or {"pcm_b64": ..., "sample_rate_hz": ...} (int16 mono), within the request limits."""
     if "wav" in req:
-        samples = read_wav(str(req["wav"]), 16000)
+        samples = read_request_audio(str(req["wav"]), 16000, max_duration_ms, timeout_s)
         return (np.clip(samples, -1, 1) * 32767).astype(np.int16), 16000
     if "pcm_b64" in req:
-        try:
-            pcm = np.frombuffer(base64.b64decode(req["pcm_b64"], validate=True), np.int16)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"pcm_b64: not base64 int16 audio ({exc})") from None
         rate = req.get("sample_rate_hz", 16000)
-        if not isinstance(rate, int) or not 4000 <= rate <= 192000:
-            raise ValueError(f"sample_rate_hz must be an integer 4000-192000, got {rate!r}")
+        if not isinstance(rate, int) or isinstance(rate, bool) or rate not in REQUEST_RATES_HZ:
+            raise ValueError(f"sample_rate_hz must be one of {', '.join(str(r) for r in REQUEST_RATES_HZ)}, got {str(rate)[:40]}")
+        text = req["pcm_b64"]
+        if not isinstance(text, str) or len(text) > 4 * ceil(2 * rate * max_duration_ms / 1000.0 / 3) + 4:
+            raise ValueError(f"pcm_b64: more than {max_duration_ms / 1000:g} s of audio, or not text")
+        try:
+            pcm = np.frombuffer(base64.b64decode(text, validate=True), np.int16)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"pcm_b64: not base64 int16 audio ({type(exc).__name__})") from None
         if pcm.size < rate // 10:
             raise ValueError("pcm_b64: less than 0.1 s of audio")
         return pcm, rate

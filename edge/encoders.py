@@ -25,6 +25,7 @@ from edge.model_io import (
     ModelError,
     ModelInfo,
 )
+from edge.model_probe import probe_image_encoder, probe_speech_encoder
 from edge.settings import setting
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,7 @@ def load_speech_encoder(settings: EncoderSettings, features: SpeechFeatureSettin
     if enc.info.kind != "speech":
         raise ModelError(f"{path}: an {enc.info.kind} encoder was given as the speech encoder")
     check_speech_features(enc.info, features, str(path))
+    probe_speech_encoder(enc, features, str(path))  # one run on a probe input: names, shape, finiteness, weights hash
     return FusedSpeech(enc, settings.fuse_dtw) if settings.fuse_dtw > 0 else enc
 
 
@@ -229,6 +231,7 @@ def load_image_encoder(settings: EncoderSettings) -> ImageEncoder:
     enc = _load_model(path, settings)
     if enc.info.kind != "image":
         raise ModelError(f"{path}: a {enc.info.kind} encoder was given as the image encoder")
+    probe_image_encoder(enc, str(path))
     return enc
 
 

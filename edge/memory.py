@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 import tempfile
 import threading
 import time
@@ -45,7 +46,7 @@ import numpy as np
 from scipy.io import wavfile
 
 from edge.fileio import write_atomic
-from edge.settings import setting
+from edge.settings import SettingsError, setting
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ EXPORT_VERSION = 2
 IMPORTABLE_EXPORT_VERSIONS = (1, 2)  # version 1: one crop per pair
 VIEW_SOURCES = ("taught", "learned")
 INDEX_NAME = "index.json"
+MAX_LABEL_CHARS = 200  # longest label stored (after stripping spaces)
 
 # Schema by version: entry N upgrades a file from version N-1 to N (entry 1 creates the tables).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -115,6 +117,11 @@ class MemorySettings:
     db_name: str = setting("memory.sqlite3", "file name of the SQLite memory inside state_dir")
     busy_timeout_ms: int = setting(5000, "how long a write waits for another process holding the file (the memory CLI), milliseconds", min=0, max=600000)
     check_on_open: bool = setting(True, "run PRAGMA quick_check when the file is opened, so damage is reported at start-up, not mid-run")
+
+    def validate(self) -> None:
+        """The memory file is a plain name inside state_dir."""
+        if not self.db_name or self.db_name in (".", "..") or "/" in self.db_name:
+            raise SettingsError(f"db_name: must be a file name inside state_dir (no '/'), got {self.db_name!r}")
 
     @property
     def path(self) -> Path:
@@ -209,8 +216,8 @@ def _check_label(label: str | None) -> str | None:
     if not isinstance(label, str):
         raise MemoryInputError(f"label: expected text, got {label!r}")
     label = label.strip()
-    if len(label) > 200:
-        raise MemoryInputError(f"label: at most 200 characters, got {len(label)}")
+    if len(label) > MAX_LABEL_CHARS:
+        raise MemoryInputError(f"label: at most {MAX_LABEL_CHARS} characters, got {len(label)}")
     return label or None
 
 
@@ -288,10 +295,21 @@ def read_header(path: Path) -> tuple[int, int]:
     Raises MemoryFileError for anything that is not a SQLite database; SQLite never sees such a file.
     """
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)  # a FIFO here must not hang the opener
+    except OSError as exc:
+        raise MemoryFileError(f"{path}: cannot read the memory file ({exc})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise MemoryFileError(f"{path}: not a regular file (a FIFO, device or directory), not a showsay memory; it was left untouched")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
             head = f.read(100)
     except OSError as exc:
         raise MemoryFileError(f"{path}: cannot read the memory file ({exc})") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
     if len(head) == 0:
         raise MemoryFileError(f"{path}: empty file, not a showsay memory; move it away to start a new memory")
     if not head.startswith(SQLITE_MAGIC) or len(head) < 100:
@@ -331,7 +349,10 @@ class Memory:
         if not self.path.exists():
             if not create:
                 raise MemoryFileError(f"{self.path}: no memory file here (nothing taught yet, or a wrong state_dir)")
-            self._create_file()
+            try:
+                self._create_file()
+            except (OSError, sqlite3.Error) as exc:  # a full disk, a read-only or unwritable state_dir
+                raise MemoryFileError(f"{self.path}: cannot create the memory file in memory.state_dir {self.path.parent} ({exc})") from None
         self._con = self._open(busy_timeout_ms, check_on_open)
 
     @classmethod
@@ -941,3 +962,69 @@ def _read_exported_pair(src: Path, entry: Any) -> tuple[str | None, float, int, 
     decode_png(png, str(src / png_name))
     label = _check_label(meta.get("label"))
     return label, created, rate, wav, png, embs, views
+
+
+# ---------------------------------------------------------------------------- the state directory's lock
+
+LOCK_NAME = "showsay.lock"
+
+
+class StateDirInUse(MemoryFileError):
+    """Another process (a second daemon) holds the state directory's lock."""
+
+
+class StateDirLock:
+    """An exclusive ``fcntl.flock`` on ``<state_dir>/showsay.lock``, held for as long as a daemon runs.
+
+    Two daemons on one memory would each keep their own taught pairs in RAM and drift apart (one
+    answers with a pair the other forgot), so the second is refused before it touches the memory.
+    The kernel drops the lock when the holder exits, however it exits (``kill -9`` included), so
+    a stale lock file never blocks a restart; the file holds the holder's pid for the message.
+    """
+
+    def __init__(self, state_dir: str | os.PathLike) -> None:
+        self.dir = Path(state_dir)
+        self.path = self.dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> "StateDirLock":
+        """Take the lock; :class:`StateDirInUse` naming the holder's pid when another process has it."""
+        import fcntl
+
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise MemoryFileError(f"memory.state_dir {self.dir}: cannot create the lock file {LOCK_NAME} ({exc.strerror})") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise MemoryFileError(f"{self.path}: not a regular file; move it away")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                raise StateDirInUse(
+                    f"memory.state_dir {self.dir}: in use by another showsay daemon (pid {holder}); "
+                    "stop it first, or give this one its own state_dir"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Let go of the lock (the file stays: removing it would race with the next holder)."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+    close = release
+
+    def __enter__(self) -> "StateDirLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()

@@ -38,7 +38,7 @@ class TensorRTSettings:
     max_image_batch: int = setting(16, "most image candidates per frame, embedded in one batch; more are refused", min=1, max=256)
     workspace_mb: int = setting(512, "builder workspace memory limit, MiB ('--workspace-mb' overrides)", min=16, max=65536)
     calibration_batch: int = setting(8, "INT8 calibration batch size, inputs (speech is cropped or padded to opt_frames)", min=1, max=256)
-    timing_cache_dir: str = setting("~/.cache/showsay/tensorrt", "folder of the builder's timing caches (one per GPU and TensorRT version), reused between builds")
+    timing_cache_dir: str = setting("~/.cache/showsay/tensorrt", "folder of the builder's timing caches (one per GPU and TensorRT version), reused between builds; relative paths are taken from the config file's directory")
 
     def validate(self) -> None:
         """Profiles need min <= opt <= max."""

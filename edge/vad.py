@@ -52,10 +52,15 @@ class VadSettings:
     )
 
     def validate(self) -> None:
-        """The end threshold must sit below the start threshold, or the endpointer chatters."""
+        """The end threshold must sit below the start threshold (or the endpointer chatters); some length must be kept."""
         if self.end_voiced_ratio >= self.start_voiced_ratio:
             raise SettingsError(
                 f"end_voiced_ratio: must be below start_voiced_ratio ({self.start_voiced_ratio}), got {self.end_voiced_ratio}"
+            )
+        if self.max_utterance_ms <= self.min_utterance_ms:
+            raise SettingsError(
+                f"max_utterance_ms: must be above min_utterance_ms ({self.min_utterance_ms}; else every utterance is dropped), "
+                f"got {self.max_utterance_ms}"
             )
 
 

@@ -157,7 +157,7 @@ def grid(args: argparse.Namespace) -> None:
     for n in counts:
         cells = []
         for step in steps if n > 1 else steps[:1]:
-            sampler = EpisodeSampler(speech, images, args.ways, args.shots, 10, "different", args.min_view_gap, n, step)
+            sampler = EpisodeSampler(speech, images, args.ways, args.shots, 10, "different", args.min_view_gap, teach_views=n, teach_view_step=step)
             rng = np.random.default_rng(args.seed)
             right = []
             for _ in range(args.episodes):
@@ -176,7 +176,8 @@ def confirmed(args: argparse.Namespace) -> None:
     images, speech, emb = _coil(args)
     rounds = [int(r) for r in args.rounds.split(",")]
     keep = args.learned_views_per_word
-    sampler = EpisodeSampler(speech, images, args.ways, 1, 10, "different", args.min_view_gap, args.teach_views, args.teach_view_step)
+    sampler = EpisodeSampler(speech, images, args.ways, 1, 10, "different", args.min_view_gap,
+                             teach_views=args.teach_views, teach_view_step=args.teach_view_step)
     by_label: dict[str, list[int]] = {}
     for i, it in enumerate(images):
         by_label.setdefault(it.label, []).append(i)

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from edge.bench.episodes import Episode, EpisodeSampler, SpeakerMode
+from edge.bench.episodes import Episode, EpisodeSampler, SpeakerMode, TeacherMode
 from edge.bench.manifest import ImageItem, SpeechItem
 from edge.encoders import ImageEncoder, SpeechEncoder, support_set_for
 from edge.audio import read_wav
@@ -30,6 +30,7 @@ class BenchSettings:
     episodes: int = 400
     queries: int = 10
     speakers: SpeakerMode = "different"
+    teachers: TeacherMode = "one"  # one teacher per episode (the seeds' protocol), or half the speakers teaching and the other half asking
     seeds: tuple[int, ...] = (0,)
     min_view_gap: int = 0
     teach_views: int = 1  # images per support pair: the taught view and those around it (needs a view column)
@@ -38,6 +39,24 @@ class BenchSettings:
     mutual_exclusivity: float | None = MatchSettings().mutual_exclusivity  # the daemon's default ranking; None: distance only
     word_best_of: int = MatchSettings().word_best_of  # a request names the word whose N nearest utterances are nearest on average
     dtw_warp: float = MatchSettings().dtw_warp  # DTW also compares each query's frequency-warped copies (speech encoders dtw and fused)
+
+
+@dataclass(frozen=True)
+class QueryOutcome:
+    """One spoken query: what the speech step heard and which image each ranking chose."""
+
+    label: str  # the query's class
+    heard: str  # the class of the taught word the speech step named (its nearest utterance's)
+    speech_distance: float  # query to that word's nearest utterance, in the speech encoder's units
+    chosen: int  # matching-set index answered (the ranking under test)
+    image_distance: float  # the chosen image to the heard word's taught images (cosine)
+    chosen_distance_only: int  # matching-set index answered when ranking by distance alone
+
+    def verdict(self, classes: Sequence[str]) -> str:
+        """'right', 'speech' (the wrong word was heard and the answer is wrong) or 'image' (the word was right, the image not)."""
+        if classes[self.chosen] == self.label:
+            return "right"
+        return "speech" if self.heard != self.label else "image"
 
 
 @dataclass
@@ -50,6 +69,9 @@ class EpisodeOutcome:
     speech: float  # fraction of queries whose nearest support utterance has the right class
     image: float  # fraction of matching images whose nearest support image has the right class
     chosen: list[int] = field(default_factory=list)  # matching-set index chosen for each query
+    queries: list[QueryOutcome] = field(default_factory=list)  # per query, in ``episode.queries`` order
+    image_nearest: list[str] = field(default_factory=list)  # image-only: class of each matching image's nearest support image
+    seed: int | None = None
 
 
 class EmbeddingCache:
@@ -104,20 +126,23 @@ def score_episode(ep: Episode, cache: EmbeddingCache, pairs_as_words: bool, rank
     matching = np.stack([cache.images[i] for i in ep.matching])  # (L, E)
     match_labels = ep.classes  # matching[k] is an image of classes[k]
     right_mm = right_dist = right_sp = 0
-    chosen = []
+    chosen, answers = [], []
     for q in ep.queries:
         truth = cache.speech_items[q].label
-        row, _ = support.nearest_utterance(cache.speech[q], ranking.word_best_of, cache.warped.get(q, ()))  # every request is answered
+        row, speech_d = support.nearest_utterance(cache.speech[q], ranking.word_best_of, cache.warped.get(q, ()))  # every request is answered
         best = support.rank_candidates(row, matching, ranking)[0]
+        by_distance = support.rank_candidates(row, matching, DISTANCE_ONLY)[0]
         chosen.append(best.index)
+        answers.append(QueryOutcome(truth, ep.support_labels[row], speech_d, best.index, best.image_distance, by_distance.index))
         right_mm += match_labels[best.index] == truth
-        right_dist += match_labels[support.rank_candidates(row, matching, DISTANCE_ONLY)[0].index] == truth
+        right_dist += match_labels[by_distance.index] == truth
         right_sp += ep.support_labels[row] == truth
     # Image-only one-shot: classify each matching image by its nearest support image.
     nearest = support.nearest_rows(matching)  # the pair with the nearest view
     right_im = sum(ep.support_labels[n] == lab for n, lab in zip(nearest, match_labels))
     n_q = len(ep.queries)
-    return EpisodeOutcome(ep, right_mm / n_q, right_dist / n_q, right_sp / n_q, right_im / len(match_labels), chosen)
+    return EpisodeOutcome(ep, right_mm / n_q, right_dist / n_q, right_sp / n_q, right_im / len(match_labels), chosen, answers,
+                          [ep.support_labels[n] for n in nearest])
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
@@ -140,7 +165,7 @@ def run_benchmark(
     """Run every seed; returns the summary (JSON-ready) and the per-episode outcomes."""
     t_start = time.perf_counter()
     sampler = EpisodeSampler(list(speech), list(images), settings.ways, settings.shots, settings.queries, settings.speakers, settings.min_view_gap,
-                             settings.teach_views, settings.teach_view_step)
+                             teachers=settings.teachers, teach_views=settings.teach_views, teach_view_step=settings.teach_view_step)
     cache = EmbeddingCache(speech, images, speech_enc, image_enc, features)
     outcomes: list[EpisodeOutcome] = []
     per_seed = []
@@ -163,6 +188,8 @@ def run_benchmark(
             for ep in tqdm(episodes, desc=f"seed {seed}", disable=not progress, unit="ep", leave=False)
         ]
         match_s += time.perf_counter() - t0
+        for o in seed_out:
+            o.seed = seed
         outcomes.extend(seed_out)
         per_seed.append(
             {
@@ -184,6 +211,7 @@ def run_benchmark(
         "episodes": settings.episodes,
         "queries": settings.queries,
         "speakers": settings.speakers,
+        "teachers": settings.teachers,
         "seeds": list(settings.seeds),
         "min_view_gap": settings.min_view_gap,
         "teach_views": settings.teach_views,
@@ -207,5 +235,8 @@ def run_benchmark(
         "embedding_seconds": cache.embed_s,
         "speech_ms_per_utterance": 1000 * cache.speech_s / max(cache.speech_count, 1),  # read + features + embed
         "per_seed": per_seed,
+        # Everything that changes a score, in one place (BenchSettings as given, the encoders and the features).
+        "settings": {**asdict(settings), "seeds": list(settings.seeds), "speech_encoder": speech_enc.encoder_id,
+                     "image_encoder": image_enc.encoder_id, "speech_features": features.as_dict()},
     }
     return summary, outcomes

@@ -291,7 +291,7 @@ def run_scene_benchmark(
     ranking = MatchSettings(unknown_word_distance=None, not_in_view_distance=none_of_them_distance, mutual_exclusivity=settings.mutual_exclusivity,
                             word_best_of=settings.word_best_of, dtw_warp=settings.dtw_warp)
     sampler = EpisodeSampler(list(speech), list(images), settings.ways, settings.shots, settings.queries, settings.speakers, settings.min_view_gap,
-                             settings.teach_views, settings.teach_view_step)
+                             teach_views=settings.teach_views, teach_view_step=settings.teach_view_step)
     cache = EmbeddingCache(speech, images, speech_enc, image_enc, features)
     mm, mm_dist, im, recall, n_cands = [], [], [], [], []
     t_start = time.perf_counter()
