@@ -37,7 +37,7 @@ COMMANDS = {
     "check": "edge.commands.check",
     "bench": "edge.commands.bench",
     "data": "edge.commands.data",
-    **{name: "edge.commands.client" for name in ("teach", "cancel", "status", "list", "forget", "label", "ask", "events")},
+    **{name: "edge.commands.client" for name in ("teach", "cancel", "status", "list", "forget", "label", "ask", "confirm", "wrong", "events")},
     "memory": "edge.commands.memory",
     "listen": "edge.commands.senses",
     "look": "edge.commands.senses",

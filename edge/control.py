@@ -14,6 +14,8 @@ list        none                                         the taught pairs
 forget      ``pair_id`` (integer)                        delete a pair
 label       ``pair_id`` (integer), ``label`` (text|null)  name a pair, or clear its name
 ask         ``wav`` (absolute path, readable by daemon)  find the object named in a recorded request
+confirm     none                                         the last answer was right (may learn its crop)
+wrong       none                                         the last answer was wrong (logged, nothing removed)
 subscribe   none                                         turn the connection into an event stream
 ==========  ===========================================  =========================================
 
@@ -66,6 +68,8 @@ COMMANDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "forget": {"pair_id": ((int,), True)},
     "label": {"pair_id": ((int,), True), "label": ((str, type(None)), True)},
     "ask": {"wav": ((str,), True)},
+    "confirm": {},
+    "wrong": {},
     "subscribe": {},
 }
 _STOP = object()  # queued to a subscriber to end its stream

@@ -18,6 +18,18 @@ Two choices keep the answer fast and the taught image good:
   *sharpest* crop taken during the utterance (variance of the Laplacian) is kept. People hold an object still while they name it, and motion
   blur is what ruins a one-shot image; averaging embeddings of several frames would blend blurred
   and misaligned views, and could not be stored as one real crop for later re-embedding.
+* A person teaching turns the object in hand, and one crop throws the other sides away: with
+  ``teach.views`` > 1 the teacher is asked to turn the object while naming it (event
+  ``turn_object``, a tone with ``teach.sound``), every crop sampled while the word is said is embedded
+  as it is taken (so not on the teach step), and up to ``teach.views`` crops taken during
+  the utterance are stored with the pair: the sharpest, then again and again the sharp-enough crop
+  farthest in embedding space from those already kept (:func:`choose_views`). A candidate's image
+  distance is the minimum over every view of the word.
+* An answer that the person confirms (``confirm`` command, or the teach button pressed within
+  ``teach.confirm_window_s`` of a ``resolved`` event) can add the chosen candidate's crop as a
+  learned view of the word (``teach.learn_confirmed``), at most ``teach.learned_views_per_word``
+  per word, the oldest dropped first; taught views are never dropped. ``wrong`` removes nothing
+  and publishes the miss (``answer_wrong``).
 """
 from __future__ import annotations
 
@@ -41,7 +53,7 @@ from edge.audio import REQUEST_RATES_HZ, AudioError, read_request_audio, resampl
 from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops, support_set_for
 from edge.features import SpeechFeatureSettings, warped_speech_features
 from edge.fileio import write_atomic
-from edge.matching import MatchSettings, Resolution
+from edge.matching import MatchSettings, Resolution, l2_normalise
 from edge.memory import MAX_LABEL_CHARS
 from edge.settings import setting
 from edge.vad import VadSettings
@@ -59,6 +71,22 @@ class TeachSettings:
     frames_to_sample: int = setting(8, "teach-region crops kept while waiting for the utterance; the sharpest taken during it is stored", min=1, max=64)
     sample_interval_ms: float = setting(120.0, "least time between two sampled teach-region crops, ms", min=0.0, max=2000.0)
     sound: bool = setting(False, "play short tones on the default output device when teaching starts, succeeds or is cancelled")
+    views: int = setting(
+        5,
+        "crops of the object kept per taught pair while the teacher turns it and names it: the sharpest crop taken during "
+        "the word, then in turn the sharp crop farthest from those kept (embedding space); 1 keeps the sharpest alone. "
+        "Chosen on Omniglot (drawers as views) and by cost, not on COIL-20 (docs/objects.md); at most frames_to_sample",
+        min=1, max=16,
+    )
+    view_min_sharpness: float = setting(0.5, "a further view must be at least this fraction as sharp as the sharpest crop (motion blur while turning)", min=0.0, max=1.0)
+    view_min_distance: float = setting(
+        0.02, "a crop nearer than this (cosine distance) to a view already kept adds nothing and is not stored (the object was not turned)", min=0.0, max=2.0,
+    )
+    learn_confirmed: bool = setting(
+        False, "a confirmed answer (confirm command, or the teach button within confirm_window_s of the answer) adds the chosen crop as a view of the word",
+    )
+    learned_views_per_word: int = setting(4, "most views learned from confirmed answers kept per word; the oldest is dropped first (taught views never)", min=1, max=100)
+    confirm_window_s: float = setting(5.0, "an answer can be confirmed or marked wrong this many seconds after it was given", min=0.5, max=600.0)
 
 
 @dataclass(frozen=True)
@@ -138,7 +166,15 @@ class FinderLike(Protocol):
 
 
 class MemoryLike(Protocol):
-    def teach(self, audio_pcm: np.ndarray, sample_rate_hz: int, crop: np.ndarray, label: str | None = None, embeddings: dict | None = None) -> int: ...
+    def teach(self, audio_pcm: np.ndarray, sample_rate_hz: int, crop: np.ndarray, label: str | None = None, embeddings: dict | None = None,
+              views: Any = ()) -> int: ...
+
+    def add_view(self, pair_id: int, crop: np.ndarray, embeddings: dict | None = None, *, source: str = "learned",
+                 max_learned: int | None = None, word_pair_ids: Any = None) -> tuple[int, list[int]]: ...
+
+    def view_embeddings(self, encoder_id: str) -> dict[int, np.ndarray]: ...
+
+    def set_view_embedding(self, view_id: int, encoder_id: str, vector: np.ndarray) -> None: ...
 
     def pairs(self) -> list[Any]: ...
 
@@ -167,6 +203,42 @@ class TeachSample:
     frame: Any
     candidate: Any
     sharpness: float
+    embedding: np.ndarray | None = None  # (E,), when several views are kept (embedded as it is taken)
+
+
+@dataclass
+class Answer:
+    """The last resolved answer, until it is confirmed, marked wrong or too old."""
+
+    time_s: float
+    pair_id: int
+    label: str | None
+    box: list[int]
+    crop: np.ndarray
+    embedding: np.ndarray  # (E,)
+    image_distance: float
+
+
+def choose_views(samples: list[TeachSample], first: TeachSample, n: int, min_sharpness: float, min_distance: float) -> list[TeachSample]:
+    """``first`` and up to ``n`` - 1 more of ``samples``: each time the one farthest from those chosen (cosine distance of
+    the embeddings, the minimum over the chosen), among those at least ``min_sharpness`` times as sharp as ``first``;
+    none nearer than ``min_distance`` to a chosen one (a crop of the object not turned adds nothing)."""
+    chosen = [first]
+    if n <= 1 or first.embedding is None:
+        return chosen
+    pool = [s for s in samples if s is not first and s.embedding is not None and s.sharpness >= min_sharpness * first.sharpness]
+    if not pool:
+        return chosen
+    emb = l2_normalise(np.stack([s.embedding for s in pool]).reshape(len(pool), -1))  # (P, E) unit rows
+    nearest = 1.0 - emb @ l2_normalise(first.embedding.reshape(-1))  # (P,) distance to the nearest chosen view
+    while len(chosen) < n:
+        k = int(np.argmax(nearest))
+        if nearest[k] < min_distance:
+            break
+        chosen.append(pool[k])
+        nearest = np.minimum(nearest, 1.0 - emb @ emb[k])
+        nearest[k] = -np.inf
+    return chosen
 
 
 @dataclass
@@ -249,7 +321,8 @@ class Controller:
         self._audio_drained = False
         self.finished = threading.Event()
         self._saved: deque[Path] = deque()
-        self.counts = {"utterances": 0, "requests": 0, "resolved": 0, "taught": 0, "errors": 0}
+        self._last_answer: Answer | None = None
+        self.counts = {"utterances": 0, "requests": 0, "resolved": 0, "taught": 0, "errors": 0, "confirmed": 0, "wrong": 0}
         self.started_s = clock()
 
     # ------------------------------------------------------------------ inputs from other threads
@@ -349,7 +422,29 @@ class Controller:
         usable = [p for p in pairs if p.pair_id in speech and p.pair_id in images]
         for p in usable:
             self.support.add(p.pair_id, speech[p.pair_id], images[p.pair_id], p.label)
+        self._load_views(usable)
         return len(usable)
+
+    def _load_views(self, pairs: list[Any]) -> None:
+        """Add every further view of these pairs to the support set, embedding those stored under another image encoder."""
+        views = [v for p in pairs for v in getattr(p, "views", ())]
+        if not views:
+            return
+        iid = self.image_encoder.encoder_id
+        vectors = self.memory.view_embeddings(iid)
+        missing = [v for v in views if v.view_id not in vectors]
+        if missing:
+            log.info("re-embedding %d further views (%s) from stored crops", len(missing), iid)
+        for v in missing:
+            try:
+                vectors[v.view_id] = embed_crops(self.image_encoder, [v.crop])[0]
+            except Exception as exc:
+                log.error("view %d of pair %d: cannot re-embed its crop (%s); left out of matching", v.view_id, v.pair_id, exc)
+                continue
+            self.memory.set_view_embedding(v.view_id, iid, vectors[v.view_id])
+        for v in views:
+            if v.view_id in vectors:
+                self.support.add_view(v.pair_id, vectors[v.view_id], key=v.view_id)
 
     # ------------------------------------------------------------------ the loop
 
@@ -465,6 +560,9 @@ class Controller:
         if cmd == "ask":
             pcm, rate = audio if audio is not None else _request_audio(req, self.max_request_ms, self.answers.ask_read_timeout_s)
             return {"ok": True, **self.answer(pcm, rate)}
+        if cmd in ("confirm", "wrong"):
+            event = self._on_feedback(cmd, "socket")
+            return {"ok": False, "error": event["error"]} if "error" in event else {"ok": True, **event}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def status(self) -> dict:
@@ -489,6 +587,9 @@ class Controller:
         if self.state == "teaching":
             self._cancel_teach("second_press")
             return
+        if source != "socket" and self.teach_settings.learn_confirmed and self._answer_to_judge() is not None:
+            self._on_feedback("confirm", source)  # the button right after an answer says "yes, that one"
+            return
         self.state = "teaching"
         self._end_silence_for_state()
         self._teach_label = label
@@ -496,6 +597,48 @@ class Controller:
         self._teach_samples.clear()
         self._last_sample_s = -1e9
         self.publish({"event": "teach_started", "source": source, "label": label, "timeout_s": self.teach_settings.timeout_s})
+        if self.teach_settings.views > 1:
+            self.publish({"event": "turn_object", "views": self.teach_settings.views,
+                          "prompt": "hold the object in the middle and turn it slowly while you say its name"})
+
+    # ------------------------------------------------------------------ feedback on answers
+
+    def _answer_to_judge(self) -> Answer | None:
+        """The last resolved answer, if it is recent enough to be confirmed or marked wrong."""
+        a = self._last_answer
+        if a is None or self._clock() - a.time_s > self.teach_settings.confirm_window_s:
+            return None
+        return a
+
+    def _on_feedback(self, kind: str, source: str) -> Event:
+        """``confirm`` or ``wrong`` for the last answer: publishes ``confirmed`` / ``answer_wrong`` (or returns an error)."""
+        a = self._answer_to_judge()
+        if a is None:
+            return {"error": f"no answer to {kind}: none resolved in the last {self.teach_settings.confirm_window_s:g} s"}
+        self._last_answer = None  # one verdict per answer
+        about = {"source": source, "pair_id": a.pair_id, "label": a.label, "box": a.box, "image_distance": _round(a.image_distance),
+                 "answer_age_s": round(self._clock() - a.time_s, 2)}
+        if kind == "wrong":
+            self.counts["wrong"] += 1
+            log.warning("answer marked wrong: pair %s (%s) at %s, image distance %.4f", a.pair_id, a.label, a.box, a.image_distance)
+            return self.publish({"event": "answer_wrong", **about})
+        self.counts["confirmed"] += 1
+        learned: Event = {"learned": False}
+        if self.teach_settings.learn_confirmed and a.pair_id in self.support.ids:
+            learned = self._learn_view(a)
+        return self.publish({"event": "confirmed", **about, **learned})
+
+    def _learn_view(self, a: Answer) -> Event:
+        """Store the confirmed crop as a learned view of the word (bounded per word), then match with it."""
+        word = [self.support.ids[r] for r in self.support.word_rows(self.support.ids.index(a.pair_id))]
+        view_id, dropped = self.memory.add_view(
+            a.pair_id, a.crop, {self.image_encoder.encoder_id: a.embedding}, source="learned",
+            max_learned=self.teach_settings.learned_views_per_word, word_pair_ids=word,
+        )  # committed before the support set changes
+        self.support.add_view(a.pair_id, a.embedding, key=view_id)
+        for v in dropped:
+            self.support.remove_view(v)
+        return {"learned": True, "view_id": view_id, "dropped_view_ids": dropped, "views": self.support.view_count(a.pair_id)}
 
     def _end_silence_for_state(self) -> None:
         """Teaching waits longer for the end of the utterance (``vad.teach_end_silence_ms``): a name must be kept whole."""
@@ -542,10 +685,7 @@ class Controller:
         return min(inside, key=lambda t: t[0])[1] if inside else region
 
     def _best_sample(self, start_s: float | None, end_s: float | None) -> TeachSample | None:
-        samples = list(self._teach_samples)
-        if start_s is not None and end_s is not None:
-            during = [s for s in samples if start_s - 0.2 <= s.frame.time_s <= end_s]
-            samples = during or samples  # clocks of file sources need not match the camera's
+        samples = self._during(start_s, end_s)
         if not samples:
             latest = self.frames.latest()
             if latest is None:
@@ -554,25 +694,42 @@ class Controller:
             return TeachSample(latest, cand, sharpness(cand.crop))
         return max(samples, key=lambda s: (s.sharpness, s.frame.time_s))
 
+    def _during(self, start_s: float | None, end_s: float | None) -> list[TeachSample]:
+        samples = list(self._teach_samples)
+        if start_s is not None and end_s is not None:
+            during = [s for s in samples if start_s - 0.2 <= s.frame.time_s <= end_s]
+            samples = during or samples  # clocks of file sources need not match the camera's
+        return samples
+
     def _teach(self, utt: Any) -> None:
+        t0 = self._clock()
         stale_s = self._stale_frame_age_s()
         if stale_s is not None:  # the camera stopped: its last frame need not show what is held up now
             self._cancel_teach("camera_frame_too_old", frame_age_s=stale_s, max_frame_age_s=self.answers.max_frame_age_s)
             return
-        sample = self._best_sample(getattr(utt, "start_s", None), getattr(utt, "end_s", None))
+        start_s, end_s = getattr(utt, "start_s", None), getattr(utt, "end_s", None)
+        sample = self._best_sample(start_s, end_s)
         if sample is None:
             self._cancel_teach("no_camera_frame")
             return
         speech_vec = self.embed_speech(utt.pcm, utt.sample_rate_hz)
-        image_vec = embed_crops(self.image_encoder, [sample.candidate.crop])[0]
+        t_speech = self._clock()
+        image_vec = sample.embedding if sample.embedding is not None else embed_crops(self.image_encoder, [sample.candidate.crop])[0]
+        t_image = self._clock()
+        s = self.teach_settings
+        chosen = choose_views(self._during(start_s, end_s), sample, s.views, s.view_min_sharpness, s.view_min_distance)
+        iid = self.image_encoder.encoder_id
+        extra = [(v.candidate.crop, {iid: v.embedding}) for v in chosen[1:]]
         pair_id = self.memory.teach(
             utt.pcm,
             utt.sample_rate_hz,
             sample.candidate.crop,
             label=self._teach_label,
-            embeddings={self.speech_encoder.encoder_id: np.asarray(speech_vec), self.image_encoder.encoder_id: image_vec},
+            embeddings={self.speech_encoder.encoder_id: np.asarray(speech_vec), iid: image_vec},
+            **({"views": extra} if extra else {}),
         )  # committed durably before it returns: only then is the pair announced
-        self.support.add(pair_id, speech_vec, image_vec, self._teach_label)
+        self.support.add(pair_id, speech_vec, np.stack([image_vec, *(v.embedding for v in chosen[1:])]), self._teach_label)
+        t_store = self._clock()
         self.state = "idle"
         self._end_silence_for_state()
         self._teach_samples.clear()
@@ -586,6 +743,13 @@ class Controller:
             "sharpness": round(sample.sharpness, 1),
             "utterance_ms": round(1000.0 * len(utt.pcm) / utt.sample_rate_hz),
             "pairs": len(self.support),
+            "views": len(chosen),
+            "view_frame_times_s": [round(float(v.frame.time_s), 3) for v in chosen],
+            "timings_ms": {  # the teach step, from the utterance's end to the pair committed
+                "speech_embedding": round(1000 * (t_speech - t0), 3),
+                "image_embedding": round(1000 * (t_image - t_speech), 3),
+                "views_and_store": round(1000 * (t_store - t_image), 3),
+            },
         })
 
     # ------------------------------------------------------------------ the view
@@ -610,7 +774,10 @@ class Controller:
             if now - self._last_sample_s >= self.teach_settings.sample_interval_ms / 1000.0:
                 self._last_sample_s = now
                 cand = self._teach_candidate(frame.image)
-                self._teach_samples.append(TeachSample(frame, cand, sharpness(cand.crop)))
+                embedding = None
+                if self.teach_settings.views > 1 and self._speaking(now):  # embedded now, while the word is said, not on the teach step
+                    embedding = np.asarray(embed_crops(self.image_encoder, [cand.crop])[0], np.float32)
+                self._teach_samples.append(TeachSample(frame, cand, sharpness(cand.crop), embedding))
             return
         interval_s = self.answers.prefetch_interval_ms / 1000.0
         due = self._speaking(now) and now - self._last_prefetch_s >= interval_s
@@ -722,6 +889,7 @@ class Controller:
 
     def _answer(self, pcm: np.ndarray, rate: int, started_s: float, utterance: Any | None) -> Event:
         self.counts["requests"] += 1
+        self._last_answer = None  # a confirmation after this request is about this request
         ahead, self._speculative = self._speculative, None
         if utterance is not None and ahead is not None and ahead[0] == _utterance_key(utterance):
             (query, warped, features_ms, speech_ms), precomputed = ahead[1], True  # computed during the pause
@@ -779,6 +947,8 @@ class Controller:
             "latency_ms": self._ms(started_s),
         }
         event["image"] = self._save(used, cand, res, "resolved")
+        self._last_answer = Answer(self._clock(), int(res.pair_id), res.label, event["box"], cand.crop,
+                                   np.asarray(used.embeddings[best.index], np.float32), float(best.image_distance))
         return self.publish(event)
 
     def _resolve_recent(self, res: Resolution, current: View | None) -> tuple[Resolution, View | None]:

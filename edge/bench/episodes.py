@@ -12,6 +12,10 @@ queries of those classes come from speakers who did not teach (``speakers="diffe
 teacher often asks too), never a support utterance. The matching set holds one image per class,
 none of them in the support set and, when views are known, at least ``min_view_gap`` turntable
 steps from every support view of its object.
+
+With ``teach_views`` N > 1 (manifests with a view column) each support pair also keeps the views
+``teach_view_step`` S apart around its taught view (offsets 0, +S, -S, +2S, ...: what a teacher
+turning the object in hand shows the camera), and the matching view keeps the gap from all of them.
 """
 from __future__ import annotations
 
@@ -42,6 +46,16 @@ class Episode:
     queries: tuple[int, ...]
     matching: tuple[int, ...]  # one image per class, in ``classes`` order
     teaching: tuple[str, ...] = ()  # the speakers who may teach in this episode (sorted): the teacher, or the teaching half
+    support_views: tuple[tuple[int, ...], ...] = ()  # per support pair: its images, the taught one first (empty: support_images alone)
+
+    def views_of(self, k: int) -> tuple[int, ...]:
+        """The images taught with support pair ``k``."""
+        return self.support_views[k] if self.support_views else (self.support_images[k],)
+
+
+def view_offsets(n: int, step: int) -> tuple[int, ...]:
+    """Offsets of ``n`` teaching views ``step`` apart, centred on the taught view: 0, +step, -step, +2 step, ..."""
+    return tuple(((k + 1) // 2) * step * (1 if k % 2 else -1) for k in range(n))
 
 
 def view_distance(a: int, b: int, n_views: int) -> int:
@@ -63,10 +77,15 @@ class EpisodeSampler:
         speakers: SpeakerMode = "different",
         min_view_gap: int = 0,
         teachers: TeacherMode = "one",
+        teach_views: int = 1,
+        teach_view_step: int = 1,
     ) -> None:
         self.ways, self.shots, self.n_queries, self.speakers = ways, shots, queries, speakers
         self.teachers = teachers
         self.min_view_gap = min_view_gap
+        if teach_views < 1 or teach_view_step < 1:
+            raise EpisodeError(f"--teach-views and --teach-view-step must be >= 1, got {teach_views} and {teach_view_step}")
+        self.offsets = view_offsets(teach_views, teach_view_step)
         self.speech_by = defaultdict(lambda: defaultdict(list))  # label -> speaker -> [index]
         for i, it in enumerate(speech):
             self.speech_by[it.label][it.speaker].append(i)
@@ -77,6 +96,9 @@ class EpisodeSampler:
         self.n_views = {lab: max((self.views[i] or 0) for i in idx) + 1 for lab, idx in self.images_by.items()}
         if min_view_gap and any(v is None for v in self.views):
             raise EpisodeError("--min-view-gap needs a view column in the image manifest")
+        if teach_views > 1 and any(v is None for v in self.views):
+            raise EpisodeError("--teach-views needs a view column in the image manifest")
+        self.index_of_view = {(images[i].label, v): i for i, v in enumerate(self.views) if v is not None}
         self.classes = sorted(set(self.speech_by) & set(self.images_by))
         if len(self.classes) < ways:
             raise EpisodeError(f"{ways}-way episodes need {ways} classes present in both manifests; found {len(self.classes)}: {self.classes}")
@@ -123,7 +145,7 @@ class EpisodeSampler:
             if len(eligible) < self.ways:
                 return None
             classes = [eligible[i] for i in rng.choice(len(eligible), self.ways, replace=False)]
-        support_speech, support_images, labels, matching = [], [], [], []
+        support_speech, support_images, labels, matching, support_views = [], [], [], [], []
         for c in classes:
             own = sorted(i for spk in teaching for i in self.speech_by[c].get(spk, []))
             extra = self.shots + (1 if self.speakers == "same" else 0)  # "same" also needs a query left over
@@ -134,9 +156,14 @@ class EpisodeSampler:
             if len(imgs) < self.shots + 1:
                 return None
             chosen = [int(i) for i in rng.choice(imgs, self.shots, replace=False)]
+            views = [self._teaching_views(i, c) for i in chosen]
+            if any(v is None for v in views):
+                return None
             support_images.extend(chosen)
+            support_views.extend(views)  # type: ignore[arg-type]
             labels.extend([c] * self.shots)
-            pool = [i for i in imgs if i not in chosen and self._far_from(i, chosen, c)]
+            taught = [i for v in views for i in v]  # type: ignore[union-attr]
+            pool = [i for i in imgs if i not in taught and self._far_from(i, taught, c)]
             if not pool:
                 return None
             matching.append(int(pool[rng.integers(len(pool))]))
@@ -153,7 +180,15 @@ class EpisodeSampler:
             c = askable[rng.integers(len(askable))]
             queries.append(int(query_pool[c][rng.integers(len(query_pool[c]))]))
         return Episode(tuple(classes), tuple(support_speech), tuple(support_images), tuple(labels), tuple(queries), tuple(matching),
-                       tuple(sorted(teaching)))
+                       tuple(sorted(teaching)), tuple(support_views))
+
+    def _teaching_views(self, i: int, label: str) -> tuple[int, ...] | None:
+        """Image ``i`` and the views around it (:func:`view_offsets`), or None when one is missing from the manifest."""
+        if len(self.offsets) == 1:
+            return (i,)
+        n = self.n_views[label]
+        out = tuple(self.index_of_view.get((label, (self.views[i] + o) % n)) for o in self.offsets)  # type: ignore[operator]
+        return None if None in out else out  # type: ignore[return-value]
 
     def _teachable(self, label: str, teaching: set[str]) -> bool:
         """The teaching half said ``label`` at least K times, someone else said it, and it has K + 1 images."""

@@ -15,7 +15,7 @@ from edge.encoders import ImageEncoder, SpeechEncoder, support_set_for
 from edge.audio import read_wav
 from edge.features import SpeechFeatureSettings, warped_speech_features
 from edge.images import load_image, preprocess_batch
-from edge.matching import DISTANCE_ONLY, MatchSettings, cosine_distances
+from edge.matching import DISTANCE_ONLY, MatchSettings
 
 log = logging.getLogger(__name__)
 BATCH = 64
@@ -33,6 +33,8 @@ class BenchSettings:
     teachers: TeacherMode = "one"  # one teacher per episode (the seeds' protocol), or half the speakers teaching and the other half asking
     seeds: tuple[int, ...] = (0,)
     min_view_gap: int = 0
+    teach_views: int = 1  # images per support pair: the taught view and those around it (needs a view column)
+    teach_view_step: int = 1  # views apart
     pairs_as_words: bool = False  # True: each pair is its own word (the seeds' K-shot rule); False: pairs of a label form one word
     mutual_exclusivity: float | None = MatchSettings().mutual_exclusivity  # the daemon's default ranking; None: distance only
     word_best_of: int = MatchSettings().word_best_of  # a request names the word whose N nearest utterances are nearest on average
@@ -116,8 +118,8 @@ class EmbeddingCache:
 def score_episode(ep: Episode, cache: EmbeddingCache, pairs_as_words: bool, ranking: MatchSettings = DISTANCE_ONLY) -> EpisodeOutcome:
     """Multimodal (candidates ranked with ``ranking``, and by distance alone), speech-only and image-only accuracy of one episode."""
     support = support_set_for(cache.speech_enc)
-    for pid, (s, i, lab) in enumerate(zip(ep.support_speech, ep.support_images, ep.support_labels)):
-        support.add(pid, cache.speech[s], cache.images[i], None if pairs_as_words else lab)
+    for pid, (s, lab) in enumerate(zip(ep.support_speech, ep.support_labels)):
+        support.add(pid, cache.speech[s], np.stack([cache.images[i] for i in ep.views_of(pid)]), None if pairs_as_words else lab)
     matching = np.stack([cache.images[i] for i in ep.matching])  # (L, E)
     match_labels = ep.classes  # matching[k] is an image of classes[k]
     right_mm = right_dist = right_sp = 0
@@ -133,7 +135,7 @@ def score_episode(ep: Episode, cache: EmbeddingCache, pairs_as_words: bool, rank
         right_dist += match_labels[by_distance.index] == truth
         right_sp += ep.support_labels[row] == truth
     # Image-only one-shot: classify each matching image by its nearest support image.
-    nearest = cosine_distances(matching, support.image_embeddings()).argmin(axis=1)
+    nearest = support.nearest_rows(matching)  # the pair with the nearest view
     right_im = sum(ep.support_labels[n] == lab for n, lab in zip(nearest, match_labels))
     n_q = len(ep.queries)
     return EpisodeOutcome(ep, right_mm / n_q, right_dist / n_q, right_sp / n_q, right_im / len(match_labels), chosen, answers,
@@ -166,7 +168,7 @@ def run_benchmark(
     """Run every seed; returns the summary (JSON-ready) and the per-episode outcomes."""
     t_start = time.perf_counter()
     sampler = EpisodeSampler(list(speech), list(images), settings.ways, settings.shots, settings.queries, settings.speakers, settings.min_view_gap,
-                             teachers=settings.teachers)
+                             teachers=settings.teachers, teach_views=settings.teach_views, teach_view_step=settings.teach_view_step)
     cache = EmbeddingCache(speech, images, speech_enc, image_enc, features)
     outcomes: list[EpisodeOutcome] = []
     per_seed = []
@@ -178,7 +180,7 @@ def run_benchmark(
         episodes = [sampler.sample(rng) for _ in range(settings.episodes)]
         cache.fill(
             {i for ep in episodes for i in (*ep.support_speech, *ep.queries)},
-            {i for ep in episodes for i in (*ep.support_images, *ep.matching)},
+            {i for ep in episodes for i in (*ep.support_images, *(j for v in ep.support_views for j in v), *ep.matching)},
             progress,
             {i for ep in episodes for i in ep.queries},
             settings.dtw_warp,
@@ -215,6 +217,8 @@ def run_benchmark(
         "teachers": settings.teachers,
         "seeds": list(settings.seeds),
         "min_view_gap": settings.min_view_gap,
+        "teach_views": settings.teach_views,
+        "teach_view_step": settings.teach_view_step,
         "pairs_as_words": settings.pairs_as_words,
         "mutual_exclusivity": settings.mutual_exclusivity,
         "word_best_of": settings.word_best_of,

@@ -52,6 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one teacher per episode says every class (default, the seeds' protocol), or half the speakers, drawn per episode, "
                         "teach (any of them may say a class) and only the other half ask")
     p.add_argument("--min-view-gap", type=int, default=0, help="support and matching views of an object at least this many views apart (needs a view column)")
+    p.add_argument("--teach-views", type=int, default=1, metavar="N",
+                   help="support images per taught pair: the taught view and the views around it, as a teacher turning the object shows them (needs a view column; default 1)")
+    p.add_argument("--teach-view-step", type=int, default=1, metavar="S",
+                   help="with --teach-views: views S apart, centred on the taught one (0, +S, -S, +2S, ...); --min-view-gap is kept from each")
     p.add_argument("--pairs-as-words", action="store_true", help="treat each support pair as its own word (K-shot: compare with the nearest utterance's image only)")
     p.add_argument("--speech-encoder", help="keywords, triplet, ensemble, dtw, an .onnx path, or efficientword-net (the peer, if installed); default: the config's encoders.speech")
     p.add_argument("--image-encoder", help="pixels, digits, objects, or an .onnx path; default: the config's encoders.image")
@@ -138,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
         check_files(args.images, images)
         settings = BenchSettings(
             ways=args.ways, shots=args.shots, episodes=args.episodes, queries=args.queries, speakers=args.speakers, teachers=args.teachers,
-            seeds=args.seeds or (args.seed,), min_view_gap=args.min_view_gap, pairs_as_words=args.pairs_as_words,
+            seeds=args.seeds or (args.seed,), min_view_gap=args.min_view_gap,
+            teach_views=args.teach_views, teach_view_step=args.teach_view_step, pairs_as_words=args.pairs_as_words,
             mutual_exclusivity={None: cfg.matching.mutual_exclusivity, "off": None}.get(args.mutual_exclusivity, args.mutual_exclusivity),
             word_best_of=cfg.matching.word_best_of if args.word_best_of is None else args.word_best_of,
             dtw_warp=cfg.matching.dtw_warp if args.dtw_warp is None else args.dtw_warp,

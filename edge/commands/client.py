@@ -1,4 +1,4 @@
-"""``showsay teach|cancel|status|list|forget|label|ask|events``: talk to the running daemon.
+"""``showsay teach|cancel|status|list|forget|label|ask|confirm|wrong|events``: talk to the running daemon.
 
 Each command sends one request over the control socket and prints the JSON reply (one line);
 ``events`` prints every event the daemon publishes, one JSON line each. Exit status 0 when the
@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("cancel", "cancel the teach turn in progress"),
         ("status", "print the daemon's state"),
         ("list", "print the taught pairs the daemon holds"),
+        ("confirm", "the last answer was right (with teach.learn_confirmed its crop becomes a view of the word)"),
+        ("wrong", "the last answer was wrong (logged as an answer_wrong event; nothing taught is removed)"),
     ):
         p = sub.add_parser(name, help=help_text)
         _add_target(p)
