@@ -106,7 +106,8 @@ def support_poses(taught: int, views: int, step: int, poses: int = 72) -> list[i
     return [(taught + o) % poses for o in offsets[:views]]
 
 
-def image_table(archive_path: Path, thresholds: list[float], trials: int, seed: int, gap: int, views: int, step: int) -> None:
+def image_table(archive_path: Path, thresholds: list[float], trials: int, seed: int, gap: int, views: int,
+                step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Not in view: a taught object (``views`` views), a scene of 4 other objects, with or without the taught one turned away."""
     enc = load_image_encoder(EncoderSettings(image="objects"))
     archive = np.load(archive_path)
@@ -130,6 +131,12 @@ def image_table(archive_path: Path, thresholds: list[float], trials: int, seed: 
     p, a, r = np.array(present), np.array(absent), np.array(right)
     print(f"\nnot_in_view_distance, shipped objects encoder, {archive_path} ({trials} scenes of 4 other objects; the object taught with "
           f"{views} view(s) {step} poses apart, shown >= {gap} poses from each)")
+    print_image_rates(p, a, r, thresholds)
+    return p, a, r
+
+
+def print_image_rates(p: np.ndarray, a: np.ndarray, r: np.ndarray, thresholds: list[float]) -> None:
+    """The table of answered / rejected rates per threshold, and where the two are equal."""
     print("| threshold | answered when in view | answered with the right object | rejected when absent |\n| --- | --- | --- | --- |")
     for t in thresholds:
         print(f"| {t:.2f} | {(p <= t).mean():.1%} | {((p <= t) & r).mean():.1%} | {(a > t).mean():.1%} |")
@@ -149,8 +156,9 @@ def main() -> None:
     ap.add_argument("--fsdd", action="store_true", help="also the fsdd table (the test data: reported, never chosen on)")
     ap.add_argument("--no-images", action="store_true", help="skip the not_in_view table")
     ap.add_argument("--no-speech", action="store_true", help="skip the unknown_word table")
-    ap.add_argument("--images", type=Path, help="multi-view archive (images, labels, pose) for the not_in_view table "
-                    "(default: DATA/coil20/coil20_objects_01_10.npz, the test set; tools/turntable.py makes one that is not)")
+    ap.add_argument("--images", type=Path, action="append", help="multi-view archive (images, labels, pose) for the not_in_view table "
+                    "(default: DATA/coil20/coil20_objects_01_10.npz, the test set; tools/turntable.py makes one that is not); "
+                    "repeat it for several, pooled in a last table")
     ap.add_argument("--views", default=str(TeachSettings().views), help="teaching views per object, comma-separated (default: teach.views)")
     ap.add_argument("--view-step", type=int, default=2, help="poses between teaching views (default 2: 10 degrees on a 5-degree turntable)")
     ap.add_argument("--trials", type=int, default=2000, help="scenes per not_in_view table")
@@ -162,9 +170,13 @@ def main() -> None:
         speech_table(args.data, args.speech_encoder, grid, trials=10, seed=args.seed)
     if args.no_images:
         return
-    archive = args.images or args.data / "coil20" / "coil20_objects_01_10.npz"
+    archives = args.images or [args.data / "coil20" / "coil20_objects_01_10.npz"]
+    grid = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45]
     for views in [int(v) for v in args.views.split(",")]:
-        image_table(archive, [0.2, 0.25, 0.3, 0.35, 0.4, 0.45], args.trials, args.seed, args.min_view_gap, views, args.view_step)
+        got = [image_table(a, grid, args.trials, args.seed, args.min_view_gap, views, args.view_step) for a in archives]
+        if len(got) > 1:
+            print(f"\nall {len(got)} archives pooled, {views} view(s)")
+            print_image_rates(*(np.concatenate(x) for x in zip(*got)), grid)
 
 
 if __name__ == "__main__":
