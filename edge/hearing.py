@@ -427,7 +427,7 @@ class MicrophoneSource:
             stream = self._stream
             if stream is None:
                 if len(self.stuck_now) >= MAX_STUCK_CALLS:
-                    self._give_up(lost_since)
+                    self._give_up()
                     return
                 try:
                     if failed_opens:
@@ -435,13 +435,14 @@ class MicrophoneSource:
                     self._open()
                 except Exception as exc:
                     failed_opens += 1
-                    if isinstance(exc, PortAudioStuck):
-                        log.error("microphone: %s; giving it up and trying a new stream. %s", exc, STUCK_HINT)
-                    if lost_since is None and isinstance(exc, PortAudioStuck):
-                        lost_since = time.monotonic()
-                        self.connected = False
-                        self._emit({"event": "device_lost", "device": "microphone", "reason": str(exc)})
-                    log.warning("microphone: cannot open (%s); retrying in %.1f s", exc, backoff)
+                    if not isinstance(exc, PortAudioStuck):
+                        log.warning("microphone: cannot open (%s); retrying in %.1f s", exc, backoff)
+                    else:
+                        log.error("microphone: %s; giving it up, retrying in %.1f s. %s", exc, backoff, STUCK_HINT)
+                        if lost_since is None:
+                            lost_since = time.monotonic()
+                            self.connected = False
+                            self._emit({"event": "device_lost", "device": "microphone", "reason": str(exc)})
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.settings.max_backoff_s)
                 continue
@@ -482,7 +483,7 @@ class MicrophoneSource:
         except PortAudioStuck as exc:
             log.error("microphone: %s while stopping; the stream is left behind. %s", exc, STUCK_HINT)
 
-    def _give_up(self, lost_since: float | None) -> None:
+    def _give_up(self) -> None:
         """Too many PortAudio calls hang: stop trying (each holds a thread) and say so."""
         reason = f"{len(self.stuck_now)} PortAudio calls have not returned ({', '.join(self.stuck_now)}); not trying again"
         log.error("microphone: %s. %s", reason, STUCK_HINT)

@@ -118,10 +118,6 @@ class StopDeadline:
         self._timer.start()
         return self
 
-    def cancel(self) -> None:
-        """The stop finished in time."""
-        self._timer.cancel()
-
     def _expired(self) -> None:
         others = sorted(t.name for t in threading.enumerate() if t is not threading.current_thread() and t is not threading.main_thread())
         log.error("did not stop within service.stop_timeout_s = %g s (threads still running: %s); exiting now",
@@ -414,7 +410,7 @@ def run_service(config_path: str | os.PathLike, listeners: Iterable[Callable[[di
         if code == 0:
             log.info("stop requested: closing")
     finally:
-        deadline = StopDeadline(cfg.service.stop_timeout_s).start(stop_asked_s[0] if stop_asked_s else None)
+        StopDeadline(cfg.service.stop_timeout_s).start(stop_asked_s[0] if stop_asked_s else None)
         notifier.stopping()
         daemon.close()
         notifier.close()
@@ -423,5 +419,4 @@ def run_service(config_path: str | os.PathLike, listeners: Iterable[Callable[[di
         log.warning("stopped, leaving %d PortAudio call(s) that never returned (%s) behind", len(stuck), ", ".join(stuck))
         exit_now(code)
     log.info("stopped")
-    deadline.cancel()
-    return code
+    return code  # the deadline keeps counting through the interpreter's own clean-up
