@@ -192,3 +192,14 @@ def _answers(client) -> bool:
         return bool(client.request({"cmd": "status"}, timeout_s=2)["ok"])
     except Exception:
         return False
+
+
+def test_a_stop_that_hangs_ends_at_the_deadline_naming_what_still_runs():
+    code = ("import logging, threading\nfrom edge.logs import configure_logging\nfrom edge.service import StopDeadline\n"
+            "configure_logging()\nthreading.Thread(target=threading.Event().wait, name='stuck-native-call', daemon=True).start()\n"
+            "StopDeadline(0.5).start()\nthreading.Event().wait()  # a close that never returns\n")
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    took = time.monotonic() - t0
+    assert proc.returncode == 1 and took < 0.5 + 5.0, (proc.returncode, took)
+    assert "did not stop within service.stop_timeout_s = 0.5 s (threads still running: stuck-native-call); exiting now" in proc.stderr
