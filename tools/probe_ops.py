@@ -354,12 +354,13 @@ def probe_logs(tmp: Path, events: int = 3000, pace_s: float = 0.03, first_audio_
         stop.set()
         s.close()
     log_bytes = s.daemon.log_path.stat().st_size
-    if flooded[0]:
-        grep = lambda pattern: int(subprocess.run(["grep", "-a", "-c", pattern, str(s.daemon.log_path)],  # noqa: E731
+    if flooded[0] or log_bytes > 200e6:  # counted by grep: a flooded log does not fit in memory
+        grep = lambda pattern: int(subprocess.run(["grep", "-a", "-c", "-F", pattern, str(s.daemon.log_path)],  # noqa: E731
                                                   capture_output=True, text=True).stdout or 0)
         logged = grep('event {"event":"teach_started"') + grep('event {"event":"teach_cancelled"')
         return {"flooded": True, "log_bytes": log_bytes, "seconds": round(time.monotonic() - t0, 1), "flaps": flaps[0],
-                "sent_before_flood": sent, "event_lines_found": logged, "lost": sent - logged,
+                "events_sent": sent, "event_lines_found": logged, "lost": sent - logged,
+                "native_loop_lines": grep("Expression 'self->capture.ready || self->playback.ready' failed"),
                 "daemon_exit_code": s.exit_code, "stop_s": s.stop_s}
     log = s.daemon.log_path.read_text(errors="replace")
     started = len(re.findall(r'event \{"event":"teach_started"', log))
