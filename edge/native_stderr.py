@@ -17,8 +17,8 @@ printed just before (``terminate called after ...``, a failed assertion) is stil
 the helper passes it on after the daemon is gone, instead of the pipe dying with the daemon. The
 helper ignores SIGTERM and SIGINT (systemd and a terminal's Ctrl-C signal the whole group) and ends
 when every writer has closed the pipe. While a flood lasts it reads at most about 1 MB/s, so the
-looping thread spends its time blocked in ``write()`` instead of burning a core; another thread's
-line waits at most a few tens of milliseconds for room in the pipe.
+looping thread spends its time blocked in ``write()`` instead of burning a core (measured: the
+helper 2.3% of a core, another thread's line written in 0.03 ms at the median; ``docs/daemon.md``).
 """
 from __future__ import annotations
 
