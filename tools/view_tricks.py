@@ -50,7 +50,8 @@ from edge.bench.manifest import SpeechItem, read_image_manifest, read_speech_man
 from edge.encoders import EncoderSettings, embed_crops, load_image_encoder  # noqa: E402
 from edge.images import load_image  # noqa: E402
 
-METHODS = ("base", "mirror", "tta", "mirror+tta", "mean2", "proto0.25", "proto0.5", "centre", "pad0.1", "pad0.25", "mirror+pad0.1")
+METHODS = ("base", "mirror", "tta", "mirror+tta", "mean2", "proto0.25", "proto0.5", "centre", "centre-fixed", "mirror+centre",
+           "mirror+centre-fixed", "centre-pc1", "pad0.1", "pad0.25", "mirror+pad0.1")
 
 
 def _pad(img: np.ndarray, frac: float) -> np.ndarray:
@@ -111,7 +112,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def word_distances(method: str, emb: dict[str, np.ndarray], views: list[list[int]], queries: list[int]) -> np.ndarray:
+def word_distances(method: str, emb: dict[str, np.ndarray], views: list[list[int]], queries: list[int],
+                   fixed_mean: np.ndarray | None = None) -> np.ndarray:
     """(queries, words) distance of each test image to each taught word under ``method``."""
     stores = {"base": ("plain",), "mirror": ("plain", "flip"), "tta": ("plain", *TTA), "mirror+tta": ("plain", "flip", *TTA),
               "pad0.1": ("pad0.1",), "pad0.25": ("pad0.25",), "mirror+pad0.1": ("pad0.1", "flip+pad0.1")}
@@ -124,10 +126,21 @@ def word_distances(method: str, emb: dict[str, np.ndarray], views: list[list[int
             out[:, k] = (1.0 - q @ s.T).min(axis=1)
         return out
     plain = emb["plain"]
-    if method == "centre":
-        mean = plain[[i for v in views for i in v]].mean(axis=0)
-        qc = _unit(q - mean)
-        return np.stack([(1.0 - qc @ _unit(plain[v] - mean).T).min(axis=1) for v in views], axis=1)
+    if "centre" in method:
+        names = ("plain", "flip") if method.startswith("mirror+") else ("plain",)
+        stored = [np.concatenate([emb[n][v] for n in names]) for v in views]
+        if method.endswith("centre-fixed"):
+            mean = fixed_mean
+        else:
+            mean = np.concatenate(stored).mean(axis=0)
+        stored = [s - mean for s in stored]
+        qc = q - mean
+        if method == "centre-pc1":  # the support's main direction of spread taken out too
+            top = np.linalg.svd(np.concatenate(stored), full_matrices=False)[2][0]
+            stored = [s - np.outer(s @ top, top) for s in stored]
+            qc = qc - np.outer(qc @ top, top)
+        qc = _unit(qc)
+        return np.stack([(1.0 - qc @ _unit(s).T).min(axis=1) for s in stored], axis=1)
     d = [1.0 - q @ plain[v].T for v in views]  # each (queries, views of word k)
     if method == "mean2":
         return np.stack([np.sort(x, axis=1)[:, :2].mean(axis=1) for x in d], axis=1)
@@ -142,12 +155,12 @@ def _made_up_speech(labels: list[str]) -> list[SpeechItem]:
     return [SpeechItem(Path(f"{lab}_{spk}.wav"), lab, spk) for lab in labels for spk in ("a", "b")]
 
 
-def run(manifest: Path, speech: Path | None, methods: list[str], args: argparse.Namespace) -> dict[str, np.ndarray]:
+def run(manifest: Path, speech: Path | None, methods: list[str], args: argparse.Namespace, fixed_mean: np.ndarray) -> dict[str, np.ndarray]:
     images = read_image_manifest(manifest)
     items = read_speech_manifest(speech) if speech else _made_up_speech(sorted({it.label for it in images}))
     needed = {"plain"}
     for m in methods:
-        needed |= {"mirror": {"flip"}, "tta": set(TTA), "mirror+tta": {"flip", *TTA}, "pad0.1": {"pad0.1"}, "pad0.25": {"pad0.25"},
+        needed |= {"mirror": {"flip"}, "mirror+centre": {"flip"}, "mirror+centre-fixed": {"flip"}, "tta": set(TTA), "mirror+tta": {"flip", *TTA}, "pad0.1": {"pad0.1"}, "pad0.25": {"pad0.25"},
                    "mirror+pad0.1": {"pad0.1", "flip+pad0.1"}}.get(m, set())
     emb = {v: embeddings(manifest, args.encoder, v, args.cache) for v in sorted(needed)}
     sampler = EpisodeSampler(items, images, args.ways, 1, 10, "different", args.min_view_gap, teach_views=args.teach_views,
@@ -159,13 +172,15 @@ def run(manifest: Path, speech: Path | None, methods: list[str], args: argparse.
         views = [list(ep.views_of(k)) for k in range(len(ep.classes))]
         truth = np.array([ep.support_labels.index(c) for c in ep.classes])
         for m in methods:
-            right[m].append(float(np.mean(word_distances(m, emb, views, list(ep.matching)).argmin(axis=1) == truth)))
+            right[m].append(float(np.mean(word_distances(m, emb, views, list(ep.matching), fixed_mean).argmin(axis=1) == truth)))
     return {m: np.asarray(r) for m, r in right.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=Path, nargs="+", required=True, help="image manifests (path,label,view)")
+    ap.add_argument("--reference", type=Path, nargs="*", default=[],
+                    help="manifests whose mean embedding centre-fixed subtracts (default: the other --images manifests); never the test set")
     ap.add_argument("--speech", type=Path, help="the benchmark's speech manifest, for its very episodes (COIL-20 with fsdd)")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--encoder", default="objects")
@@ -184,7 +199,11 @@ def main() -> None:
           f"test view >= {args.min_view_gap} views from each, {args.encoder} encoder, {args.episodes} episodes, seed {args.seed}\n")
     results = {}
     for manifest in args.images:
-        results[manifest] = run(manifest, args.speech, methods, args)
+        refs = args.reference or [m for m in args.images if m != manifest]
+        fixed = np.concatenate([embeddings(r, args.encoder, "plain", args.cache) for r in refs]).mean(axis=0) if refs else None
+        if fixed is None and any(m.endswith("centre-fixed") for m in methods):
+            raise SystemExit("centre-fixed needs --reference (or a second --images manifest)")
+        results[manifest] = run(manifest, args.speech, methods, args, fixed)
     print("| method | " + " | ".join(f"{m.parent.name}: accuracy % | gain (paired)" for m in args.images) + " |")
     print("|---|" + "---|---|" * len(args.images))
     for m in methods:
