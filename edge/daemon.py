@@ -472,9 +472,8 @@ class Controller:
         usable = [v for v in views if v.view_id in vectors]
         mirrors = self._load_mirrors(usable, self.memory.view_embeddings, self.memory.set_view_embedding, "view_id", "view") if self.teach_settings.mirror_views else {}
         for v in usable:
-            self.support.add_view(v.pair_id, vectors[v.view_id], key=v.view_id)
-            if v.view_id in mirrors:
-                self.support.add_view(v.pair_id, mirrors[v.view_id], key=v.view_id)  # dropped with its view
+            both = [vectors[v.view_id], mirrors[v.view_id]] if v.view_id in mirrors else [vectors[v.view_id]]
+            self.support.add_view(v.pair_id, np.stack([np.asarray(x, np.float32).reshape(-1) for x in both]), key=v.view_id)  # dropped together
 
     # ------------------------------------------------------------------ the loop
 
@@ -669,8 +668,7 @@ class Controller:
             a.pair_id, a.crop, embs, source="learned",
             max_learned=self.teach_settings.learned_views_per_word, word_pair_ids=word,
         )  # committed before the support set changes
-        for vec in embs.values():
-            self.support.add_view(a.pair_id, vec, key=view_id)  # the view and its mirror: removed together
+        self.support.add_view(a.pair_id, np.stack([np.asarray(v, np.float32).reshape(-1) for v in embs.values()]), key=view_id)  # with its mirror
         for v in dropped:
             self.support.remove_view(v)
         views = self.support.view_count(a.pair_id) // (2 if self.teach_settings.mirror_views else 1)
