@@ -23,6 +23,11 @@ are combined; the candidate seen at answer time is embedded once, as today:
 - ``proto W``: (1 - W) x the minimum + W x the distance to the (normalised) mean of the word's views.
 - ``centre``: embeddings minus the mean of every taught view of the episode (all words), renormalised,
   then the minimum (what a memory could keep up to date as words are taught).
+- ``powB``: every embedding (taught and seen) raised to the power B elementwise (the pooled features are
+  non-negative) and renormalised: a power transform, as few-shot learners do with pretrained features;
+  it changes what is compared, so it would change every objects distance and threshold.
+- ``extrap-outer``, ``extrap-all``: further views extrapolated in embedding space (2 a - b, renormalised)
+  beyond the outermost taught views (their angles known) or from every ordered pair of views (not known).
 - ``padP``: every crop (taught and seen) padded by P of its side with its border colour before the
   encoder (the crop's margin, a preprocessing choice).
 
@@ -51,7 +56,8 @@ from edge.encoders import EncoderSettings, embed_crops, load_image_encoder  # no
 from edge.images import load_image  # noqa: E402
 
 METHODS = ("base", "mirror", "tta", "mirror+tta", "mean2", "proto0.25", "proto0.5", "centre", "centre-fixed", "mirror+centre",
-           "mirror+centre-fixed", "centre-pc1", "pad0.1", "pad0.25", "mirror+pad0.1")
+           "mirror+centre-fixed", "centre-pc1", "pad0.1", "pad0.25", "mirror+pad0.1", "pow0.1", "pow0.2", "pow0.3", "pow0.4", "pow0.5", "pow0.7", "mirror+pow0.2", "mirror+pow0.3", "mirror+pow0.5",
+           "extrap-outer", "extrap-all", "mirror+extrap-all")
 
 
 def _pad(img: np.ndarray, frac: float) -> np.ndarray:
@@ -126,6 +132,25 @@ def word_distances(method: str, emb: dict[str, np.ndarray], views: list[list[int
             out[:, k] = (1.0 - q @ s.T).min(axis=1)
         return out
     plain = emb["plain"]
+    if method.startswith("pow") or method.startswith("mirror+pow"):  # power transform of the (non-negative) pooled features
+        beta = float(method.split("pow")[1])
+        names = ("plain", "flip") if method.startswith("mirror+") else ("plain",)
+        qp = _unit(np.maximum(q, 0) ** beta)
+        return np.stack([(1.0 - qp @ _unit(np.maximum(np.concatenate([emb[n][v] for n in names]), 0) ** beta).T).min(axis=1)
+                         for v in views], axis=1)
+    if "extrap" in method:  # views extrapolated in embedding space beyond the outermost taught ones
+        names = ("plain", "flip") if method.startswith("mirror+") else ("plain",)
+        out = np.empty((len(queries), len(views)))
+        for k, v in enumerate(views):
+            base = np.concatenate([emb[n][v] for n in names])
+            e = plain[v]
+            if method == "extrap-outer":  # views_of order: 0, +S, -S, +2S, -2S: from +S to +2S and on, and -S to -2S and on
+                extra = [_unit(2 * e[i] - e[i - 2]) for i in range(3, len(v))]
+            else:  # every ordered pair of views (the daemon does not know their angles)
+                extra = [_unit(2 * e[i] - e[j]) for i in range(len(v)) for j in range(len(v)) if i != j]
+            stored = np.concatenate([base, np.stack(extra)]) if extra else base
+            out[:, k] = (1.0 - q @ stored.T).min(axis=1)
+        return out
     if "centre" in method:
         names = ("plain", "flip") if method.startswith("mirror+") else ("plain",)
         stored = [np.concatenate([emb[n][v] for n in names]) for v in views]
@@ -160,7 +185,7 @@ def run(manifest: Path, speech: Path | None, methods: list[str], args: argparse.
     items = read_speech_manifest(speech) if speech else _made_up_speech(sorted({it.label for it in images}))
     needed = {"plain"}
     for m in methods:
-        needed |= {"mirror": {"flip"}, "mirror+centre": {"flip"}, "mirror+centre-fixed": {"flip"}, "tta": set(TTA), "mirror+tta": {"flip", *TTA}, "pad0.1": {"pad0.1"}, "pad0.25": {"pad0.25"},
+        needed |= {"mirror+pow0.2": {"flip"}, "mirror+pow0.3": {"flip"}, "mirror+pow0.5": {"flip"}, "mirror+extrap-all": {"flip"}, "mirror": {"flip"}, "mirror+centre": {"flip"}, "mirror+centre-fixed": {"flip"}, "tta": set(TTA), "mirror+tta": {"flip", *TTA}, "pad0.1": {"pad0.1"}, "pad0.25": {"pad0.25"},
                    "mirror+pad0.1": {"pad0.1", "flip+pad0.1"}}.get(m, set())
     emb = {v: embeddings(manifest, args.encoder, v, args.cache) for v in sorted(needed)}
     sampler = EpisodeSampler(items, images, args.ways, 1, 10, "different", args.min_view_gap, teach_views=args.teach_views,
