@@ -105,6 +105,22 @@ def test_a_learned_view_changes_the_answer_and_removing_it_restores_the_old_one(
     assert s.resolve(speech[0], cup_back[None], settings).status == "not_in_view"
 
 
+def test_a_view_added_with_its_mirror_is_matched_by_both_and_removed_with_both() -> None:
+    rng = np.random.default_rng(4)
+    speech = unit(rng, 2)
+    cup, ball, side, side_mirrored = unit(rng, 4)
+    s = SupportSet("cosine")
+    s.add(1, speech[0], cup, "cup")
+    s.add(2, speech[1], ball, "ball")
+    s.add_view(1, np.stack([side, side_mirrored]), key=9)  # one view: the crop and its mirror
+    assert s.view_count(1) == 3
+    np.testing.assert_allclose(s.pair_image_distances(np.stack([side, side_mirrored]))[:, 0], 0.0, atol=1e-6)
+    with pytest.raises(ValueError, match="embedding size"):
+        s.add_view(2, np.ones((2, 3), np.float32), key=10)
+    assert s.remove_view(9) and s.view_count(1) == 1
+    assert s.pair_image_distances(side_mirrored[None])[0, 0] > 0.1
+
+
 def test_nearest_rows_is_the_image_only_rule_over_views() -> None:
     rng = np.random.default_rng(4)
     views = unit(rng, 5)
