@@ -1,6 +1,6 @@
 """What several teaching views cost (issue 17): the teach step, the sampling while the word is said, the answer's match.
 
-    python tools/teach_views_cost.py [--repeats 15] [--views 1,3,5]
+    python tools/teach_views_cost.py [--repeats 15] [--views 1,3,5] [--mirror off,on]
 
 The real controller with the shipped encoders (speech ``default`` fused with DTW, image ``objects``) on
 ONNX Runtime, the config's finder and teach region, and a real SQLite memory (fsync included) in a
@@ -68,7 +68,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--views", default="1,3,5")
     ap.add_argument("--frames", type=int, default=8, help="crops sampled while the word is said")
-    ap.add_argument("--mirror", default="on", help="teach.mirror_views settings measured in turn: on, off or off,on")
+    ap.add_argument("--mirror", default="on" if Config().teach.mirror_views else "off",
+                    help="teach.mirror_views settings measured in turn: on, off or off,on (default: the config's)")
     args = ap.parse_args()
     mirrors = [{"on": True, "off": False}[m] for m in args.mirror.split(",")]
     counts = [(int(v), m) for v in args.views.split(",") for m in mirrors]
