@@ -83,10 +83,11 @@ class TeachSettings:
         0.02, "a crop nearer than this (cosine distance) to a view already kept adds nothing and is not stored (the object was not turned)", min=0.0, max=2.0,
     )
     mirror_views: bool = setting(
-        True,
+        False,
         "also store each kept view flipped left-right (embedded with it as the crop is taken) and match against it too: "
-        "a mirrored view of a turned object resembles it turned the other way. Chosen on rendered turntable objects, not "
-        "COIL-20 (docs/objects.md); turn off for handwriting or symbols (a mirrored character is another one)",
+        "a mirrored view of a turned object resembles it turned the other way. Off: on rendered turntable objects it gained "
+        "0.3-0.6 points, under the 1 point a costlier default must gain, for twice the image rows in RAM and twice the "
+        "prefetch work (docs/objects.md); never for handwriting or symbols (a mirrored character is another one)",
     )
     learn_confirmed: bool = setting(
         False, "a confirmed answer (confirm command, or the teach button within confirm_window_s of the answer) adds the chosen crop as a view of the word",
