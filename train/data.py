@@ -37,12 +37,14 @@ class LabelledSet:
         return len(self.labels)
 
 
-def load_speech(data_dir: Path, val_words: int, asr_agree_only: bool = False) -> tuple[LabelledSet, LabelledSet, dict[str, object]]:
+def load_speech(data_dir: Path, val_words: int, asr_agree_only: bool = False, inputs: str = "mfcc") -> tuple[LabelledSet, LabelledSet, dict[str, object]]:
     """(train, validation, summary) from ``data_dir/speech.npz``; validation holds ``val_words`` whole words out.
 
     The held-out words are drawn with a fixed seed among the words that only synthetic voices say,
     so that the synthetic-voice validation is what its name says and no recording is lost to it.
     ``asr_agree_only``: leave out the speechocean762 clips whose cut a recogniser did not confirm.
+    ``inputs``: ``mfcc`` (``speech.npz``'s features) or ``speech_embedding`` (``frames.npz``: the
+    pretrained network's frames minus its silence frame, so that zero padding is silence).
     """
     path = Path(data_dir) / "speech.npz"
     if not path.is_file():
@@ -55,6 +57,10 @@ def load_speech(data_dir: Path, val_words: int, asr_agree_only: bool = False) ->
     leaked = sorted({str(lbl) for lbl in labels if digit_word_reason(str(lbl))})
     if leaked:
         raise DataError(f"{path}: holds digit words {leaked}; rebuild it with 'showsay train prepare'")
+    extra: dict[str, object] = {}
+    if inputs == "speech_embedding":
+        feats, offsets, silence = _frames(Path(data_dir) / "frames.npz", len(labels))
+        extra["silence_frame"] = silence.tolist()
     real = ~np.isin(sources, SYNTH_SOURCES)
     keep = (agree != 0) if asr_agree_only else np.ones(len(labels), bool)
     words = sorted(set(labels.tolist()))
@@ -68,7 +74,7 @@ def load_speech(data_dir: Path, val_words: int, asr_agree_only: bool = False) ->
         idx = np.flatnonzero(part)
         names = sorted(set(labels[idx].tolist()))
         index = {n: i for i, n in enumerate(names)}
-        items = [feats[offsets[i] : offsets[i + 1]].astype(np.float32) for i in idx]
+        items = [feats[offsets[i] : offsets[i + 1]].astype(np.float32) - (silence if inputs == "speech_embedding" else 0.0) for i in idx]
         sets.append(LabelledSet(items, np.array([index[lbl] for lbl in labels[idx]], np.int64), speakers[idx], names, ~augmented[idx], real[idx]))
     train, val = sets
     clean = ~augmented & ~is_val & keep
@@ -82,8 +88,21 @@ def load_speech(data_dir: Path, val_words: int, asr_agree_only: bool = False) ->
         "asr_agree_only": asr_agree_only,
         "validation_words": sorted(held),
         "feature_settings": feature_settings,
+        "inputs": inputs,
+        **extra,
     }
     return train, val, summary
+
+
+def _frames(path: Path, examples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frames, offsets, silence frame) of ``frames.npz``, checked against the examples of ``speech.npz``."""
+    if not path.is_file():
+        raise DataError(f"{path}: not found; build it with 'showsay train prepare --speech-embedding-frames 1'")
+    with np.load(path) as z:
+        frames, offsets, silence = z["frames"], z["offsets"], z["silence"].astype(np.float32)
+    if len(offsets) != examples + 1:
+        raise DataError(f"{path}: {len(offsets) - 1} examples, speech.npz has {examples}; rebuild both with 'showsay train prepare'")
+    return frames, offsets, silence
 
 
 @dataclass
@@ -96,8 +115,10 @@ class RealValidation:
     episodes: list  # edge.bench.validation.SpeechEpisode
 
 
-def load_real_validation(data_dir: Path, ways: int, shots: int, episodes: int, seed: int) -> RealValidation | None:
-    """``data_dir/realval.npz`` with ``episodes`` episodes drawn as ``tools/validate_speech.py`` draws them, or None when absent."""
+def load_real_validation(data_dir: Path, ways: int, shots: int, episodes: int, seed: int, silence: np.ndarray | None = None) -> RealValidation | None:
+    """``data_dir/realval.npz`` with ``episodes`` episodes drawn as ``tools/validate_speech.py`` draws them, or None when absent.
+
+    ``silence``: use the speech_embedding frames (minus this silence frame) instead of the MFCCs."""
     from edge.bench.manifest import SpeechItem
     from edge.bench.validation import cross_speaker_episodes
 
@@ -106,6 +127,10 @@ def load_real_validation(data_dir: Path, ways: int, shots: int, episodes: int, s
         return None
     with np.load(path) as z:
         feats, offsets, labels, speakers, paths = z["feats"], z["offsets"], z["labels"], z["speakers"], z["paths"]
+        if silence is not None:
+            if "frames" not in z.files:
+                raise DataError(f"{path}: has no speech_embedding frames; rebuild it with 'showsay train prepare --speech-embedding-frames 1'")
+            feats, offsets = z["frames"].astype(np.float32) - silence, z["frame_offsets"]
     items = [feats[offsets[i] : offsets[i + 1]].astype(np.float32) for i in range(len(labels))]
     meta = [SpeechItem(Path(str(p)), str(lbl), str(s)) for p, lbl, s in zip(paths, labels, speakers)]
     try:

