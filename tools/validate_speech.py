@@ -25,7 +25,8 @@ def main() -> int:
     """Print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder")
-    ap.add_argument("--speech-encoder", nargs="+", default=["dtw", "default"], help="encoder names or .onnx paths (as encoders.speech)")
+    ap.add_argument("--speech-encoder", nargs="+", default=["dtw", "default"],
+                    help="encoder names or .onnx paths (as encoders.speech), or efficientword-net (the benchmark's peer, if installed)")
     ap.add_argument("--fuse-dtw", nargs="+", type=float, default=[0.0], help="DTW fusion weights to try with model encoders")
     ap.add_argument("--shots", nargs="+", type=int, default=[1])
     ap.add_argument("--word-best-of", type=int, default=1)
@@ -41,8 +42,13 @@ def main() -> int:
     print("| speech encoder | fuse_dtw | shots | speech-only accuracy | 95% CI |")
     print("|---|---|---|---|---|")
     for name in args.speech_encoder:
-        for weight in ([0.0] if name == "dtw" else args.fuse_dtw):
-            enc = load_speech_encoder(EncoderSettings(speech=name, fuse_dtw=weight, threads=cfg.encoders.threads), cfg.speech_features)
+        for weight in ([0.0] if name in ("dtw", "efficientword-net") else args.fuse_dtw):
+            if name == "efficientword-net":  # benchmark-only peer, raw audio in
+                from edge.bench.peers import EfficientWordNetSpeech
+
+                enc = EfficientWordNetSpeech(threads=cfg.encoders.threads)
+            else:
+                enc = load_speech_encoder(EncoderSettings(speech=name, fuse_dtw=weight, threads=cfg.encoders.threads), cfg.speech_features)
             for shots in args.shots:
                 eps = cross_speaker_episodes(items, args.ways, shots, args.episodes, args.seed)
                 right = speech_outcomes(enc, items, cfg.speech_features, eps, args.word_best_of)
