@@ -110,6 +110,8 @@ def export_onnx(checkpoint: Path, out: Path) -> ExportResult:
             "showsay.objective": settings.objective,
             "showsay.val_one_shot": f"{ckpt['val_one_shot']:.4f} ({ckpt['val_ways']}-way, held-out background classes)",
             "showsay.train_seed": str(settings.seed),
+            **({"showsay.val_real_speakers": f"{ckpt['val_real']:.4f} ({ckpt['val_ways']}-way one-shot, 40 held-out speechocean762 speakers, "
+                                             "edge/bench/validation.py)"} if ckpt.get("val_real") is not None else {}),
         },
     )
     onnx.checker.check_model(proto)
