@@ -18,7 +18,7 @@ import numpy as np
 from edge.audio import read_wav
 from edge.bench.runner import mean_ci95
 from edge.bench.validation import CORPUS, cross_speaker_episodes, validation_items
-from train.frames import SpeechEmbeddingFrames, plain_embedding
+from train.frames import FRAME_DIM, SpeechEmbeddingFrames, plain_embedding
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -53,6 +53,24 @@ def head_embeddings(path: Path, frames: list[np.ndarray], silence: np.ndarray) -
     return ckpt["model_id"], np.stack(out)
 
 
+def synthetic_validation(data_dir: Path, names: list[str], checkpoints: list[Path]) -> None:
+    """The plain recipe and the heads on training's synthetic-voice validation (its episodes and scoring)."""
+    from train.data import episode_accuracy, load_speech, one_shot_episodes
+    from train.fit import VAL_EPISODE_SEED, TrainSettings
+
+    s = TrainSettings()
+    _, val, summary = load_speech(data_dir, s.val_words, inputs="speech_embedding")  # frames minus the silence frame
+    episodes = one_shot_episodes(val, s.val_ways, s.val_episodes, seed=VAL_EPISODE_SEED)
+    zero = np.zeros(FRAME_DIM, np.float32)
+    rows = [np.stack([plain_embedding(f, zero) for f in val.items])]
+    silence = np.array(summary["silence_frame"], np.float32)
+    for path in checkpoints:
+        rows.append(head_embeddings(path, [f + silence for f in val.items], silence)[1])
+    print(f"synthetic-voice validation: {len(val.names)} words, {s.val_ways}-way one-shot, {s.val_episodes} episodes (seed {VAL_EPISODE_SEED})")
+    for name, emb in zip(names, rows):
+        print(f"| {name} | 1 | {100 * episode_accuracy(emb, episodes):.1f} |")
+
+
 def main() -> int:
     """Print one Markdown row per system and shot count."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -62,6 +80,7 @@ def main() -> int:
     ap.add_argument("--ways", type=int, default=10)
     ap.add_argument("--episodes", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data-dir", type=Path, help="a prepared folder with frames.npz: also the synthetic-voice validation of training (60 words, 300 episodes)")
     args = ap.parse_args()
     items = validation_items(args.shared / CORPUS)
     model = SpeechEmbeddingFrames()
@@ -70,6 +89,8 @@ def main() -> int:
     systems = [("plain recipe (mean - silence)", np.stack([plain_embedding(f, model.silence) for f in frames]))]
     for path in args.checkpoint:
         systems.append(head_embeddings(path, frames, model.silence))
+    if args.data_dir:
+        synthetic_validation(args.data_dir, [name for name, _ in systems], args.checkpoint)
     print(f"real-speaker validation: {len(items)} clips, {len(set(labels))} words; {args.ways}-way, {args.episodes} episodes, seed {args.seed}; protocol pretrained")
     print("| system | shots | speech-only accuracy | 95% CI |")
     print("|---|---|---|---|")

@@ -363,7 +363,7 @@ def train(kind: str, s: TrainSettings, progress: bool = True) -> dict[str, Any]:
         "input_spec": modality.input_spec(),
         **input_settings,
         "state_dict": state,
-        "model_id": model_id(kind, s.objective, s.seed, state),
+        "model_id": model_id(kind if kind == "image" or s.inputs == "mfcc" else "speech-head", s.objective, s.seed, state),
         "best_epoch": best["epoch"],
         "val_one_shot": best["synthetic"] if best["synthetic"] is not None else best["acc"],
         "val_real": best["real"],
