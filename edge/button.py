@@ -89,9 +89,14 @@ class GpiodButton:
 
     def start(self, on_press: PressCallback) -> None:
         """Request the line for both edges and watch it in a thread."""
-        import gpiod
         from datetime import timedelta
-        from gpiod.line import Bias, Direction, Edge
+
+        try:
+            import gpiod
+            from gpiod.line import Bias, Direction, Edge
+        except ImportError as exc:
+            raise RuntimeError(f"button.kind gpiod: the gpiod library (libgpiod v2 bindings) cannot be imported ({exc}); "
+                               "install it with `pip install gpiod`, or set button.kind: none") from None
 
         s = self.settings
         self._on_press = on_press
@@ -154,7 +159,10 @@ class JetsonButton:
 
     def start(self, on_press: PressCallback) -> None:
         """Set the pin up as an input and register the edge callback."""
-        import Jetson.GPIO as GPIO  # raises without /dev/gpiochip0
+        try:
+            import Jetson.GPIO as GPIO  # raises RuntimeError without /dev/gpiochip0
+        except ImportError as exc:
+            raise RuntimeError(f"button.kind jetson: Jetson.GPIO cannot be imported ({exc}); install it, or set button.kind: gpiod or none") from None
 
         s = self.settings
         GPIO.setmode(GPIO.BOARD)

@@ -43,7 +43,8 @@ class CameraSettings:
 
     source: str = setting(
         "0",
-        "camera: a V4L2 device index (\"0\" = /dev/video0), a video file path, a URL (rtsp://, http://), or a\n"
+        "camera: a V4L2 device index (\"0\" = /dev/video0), a video file path (relative: from the config file's\n"
+        "directory), a URL (rtsp://, http://), or a\n"
         "GStreamer pipeline ending in appsink (needs an OpenCV built with GStreamer, i.e. JetPack's, not the\n"
         "pip wheel). Jetson CSI camera example:\n" + JETSON_CSI_PIPELINE,
     )
@@ -218,6 +219,9 @@ class Camera:
                     log.warning("camera: %s; retrying in %.1f s", exc, backoff)
                 else:
                     log.debug("camera: %s; retrying in %.1f s", exc, backoff)
+                if lost_since is None:  # a camera that never opened is lost too, and is said to be
+                    lost_since = time.monotonic()
+                    self._emit({"event": "device_lost", "device": "camera", "reason": str(exc)})
                 first_attempt = False
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.settings.max_backoff_s)
@@ -305,13 +309,19 @@ class Camera:
 
 
 class StaticFrames:
-    """In-memory frames for tests and demos: :meth:`show` makes an image the newest frame."""
+    """In-memory frames for tests and demos: :meth:`show` makes an image the newest frame.
 
-    def __init__(self, images: Sequence[np.ndarray] = ()) -> None:
+    By default it is a still picture (``still``): its newest frame is what it shows now however
+    long ago it was shown, so the controller's frame-age check passes it; ``still=False`` makes it
+    behave like a camera whose frames age (a camera that stopped delivering).
+    """
+
+    def __init__(self, images: Sequence[np.ndarray] = (), still: bool = True) -> None:
         self._images = [self._check(i, img) for i, img in enumerate(images)]
         self._frames = _LatestFrame()
         self._position = 0
         self.connected = False
+        self.still = still
 
     @staticmethod
     def _check(i: int, image: np.ndarray) -> np.ndarray:

@@ -14,6 +14,8 @@ list        none                                         the taught pairs
 forget      ``pair_id`` (integer)                        delete a pair
 label       ``pair_id`` (integer), ``label`` (text|null)  name a pair, or clear its name
 ask         ``wav`` (absolute path, readable by daemon)  find the object named in a recorded request
+confirm     none                                         the last answer was right (may learn its crop)
+wrong       none                                         the last answer was wrong (logged, nothing removed)
 subscribe   none                                         turn the connection into an event stream
 ==========  ===========================================  =========================================
 
@@ -22,10 +24,16 @@ After ``subscribe`` is acknowledged the server writes every published event as o
 
 Design: one thread per connection (plus one accepting). The handler is the daemon's controller
 entry point and may block (``ask`` runs the encoders); with a thread per connection a slow
-request holds up only its own client, and the code stays plain blocking I/O. Clients are few
-(the CLI, a UI), and ``max_clients`` bounds the threads. ``publish`` never blocks: each subscriber
-has a bounded queue filled with ``put_nowait``; a subscriber whose queue is full is dropped (its
-connection closed) with a log line, so a stuck reader can never stall the controller.
+request holds up only its own client, and the code stays plain blocking I/O. Two budgets bound
+the threads: ``max_clients`` connections that send commands and ``max_subscribers`` event streams
+(a connection moves to the second when it subscribes, so subscribers can never take the command
+slots). When every command slot is taken, newcomers wait in the listen backlog (they are not
+refused); if a slot is held by a connection that is only waiting for its next request, the one
+idle longest (at least ``EVICT_IDLE_S``) is closed to make room, and any connection idle for
+``idle_timeout_s`` is closed anyway. So idle or half-sent connections can never lock the CLI out.
+``publish`` never blocks: each subscriber has a bounded queue filled with ``put_nowait``; a
+subscriber whose queue is full is dropped (its connection closed) with a log line, so a stuck
+reader can never stall the controller.
 """
 from __future__ import annotations
 
@@ -34,6 +42,7 @@ import json
 import logging
 import os
 import queue
+import reprlib
 import select
 import socket
 import stat
@@ -59,9 +68,15 @@ COMMANDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "forget": {"pair_id": ((int,), True)},
     "label": {"pair_id": ((int,), True), "label": ((str, type(None)), True)},
     "ask": {"wav": ((str,), True)},
+    "confirm": {},
+    "wrong": {},
     "subscribe": {},
 }
 _STOP = object()  # queued to a subscriber to end its stream
+LISTEN_BACKLOG = 256  # connections waiting for a command slot (the kernel caps it at net.core.somaxconn)
+EVICT_IDLE_S = 1.0  # a connection idle this long gives its slot to one waiting in the backlog
+_SHORT = reprlib.Repr()  # bounded repr of request values in error replies (depth, length)
+_SHORT.maxstring = _SHORT.maxother = 60
 
 
 @dataclass(frozen=True)
@@ -71,7 +86,9 @@ class ControlSettings:
     socket_path: str = setting("/run/showsay/control.sock", "path of the Unix-domain control socket (its directory is created); relative paths are taken from the config file's directory")
     socket_mode: str = setting("0660", "permission bits of the socket file, octal (0660: owner and group may control the robot)")
     max_message_bytes: int = setting(65536, "longest request line accepted, bytes; longer lines get an error reply", min=64, max=16_777_216)
-    max_clients: int = setting(16, "most connections served at once (each has a thread); more are refused with an error reply", min=1, max=1024)
+    max_clients: int = setting(16, "command connections served at once (each has a thread); more wait their turn, and the longest idle one is closed to make room", min=1, max=1024)
+    max_subscribers: int = setting(8, "event streams (subscribe) at once, counted apart from max_clients; more are refused with an error reply", min=1, max=1024)
+    idle_timeout_s: float = setting(30.0, "a connection that completes no request for this long is closed, s (subscribers excepted)", min=0.5, max=86400.0)
     subscriber_queue_events: int = setting(256, "events buffered per subscriber; a subscriber this far behind is dropped", min=1, max=100000)
     send_timeout_s: float = setting(2.0, "longest a write to one client may block before that client is dropped, seconds", min=0.01, max=60.0)
 
@@ -117,10 +134,40 @@ def check_request(message: Any) -> str | None:
         value = message[arg]
         if isinstance(value, bool) or not isinstance(value, types):
             names = "/".join("null" if t is type(None) else {"str": "text", "int": "integer"}.get(t.__name__, t.__name__) for t in types)
-            return f"{cmd}: argument {arg!r} must be {names}, got {value!r}"
+            return f"{cmd}: argument {arg!r} must be {names}, got {_SHORT.repr(value)}"
     if cmd == "ask" and not os.path.isabs(message["wav"]):
-        return f"ask: 'wav' must be an absolute path (the daemon has its own working directory), got {message['wav']!r}"
+        return f"ask: 'wav' must be an absolute path (the daemon has its own working directory), got {_SHORT.repr(message['wav'])}"
     return None
+
+
+def _id_problem(value: Any) -> str | None:
+    """What is wrong with a request's ``id`` (echoed in the reply), or None: a string, an integer, a finite number or null."""
+    if value is None or isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return None
+    return f"'id' must be a string, a number or null, got {type(value).__name__}"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text[:40]} is not a finite number")
+    return value
+
+
+def decode_request(line: bytes) -> tuple[Any, str | None]:
+    """(the decoded JSON value, None) or (None, why it is not a request): NaN, infinities and nesting past the parser's depth are refused."""
+    try:
+        return json.loads(line.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float), None
+    except UnicodeDecodeError:
+        return None, "request is not UTF-8 text"
+    except RecursionError:
+        return None, "request is not valid JSON (nested too deeply)"
+    except ValueError as exc:
+        return None, f"request is not valid JSON ({str(exc)[:200]})"
 
 
 def _plain(value: Any) -> Any:
@@ -142,6 +189,18 @@ class _Subscriber:
         self.dropped = False
 
 
+@dataclass
+class _Connection:
+    """One client connection: its thread, what it is doing, and since when it has been idle."""
+
+    sock: socket.socket
+    thread: threading.Thread | None = None
+    busy: bool = False  # a request is being handled (never closed to make room then)
+    subscriber: bool = False  # counted against max_subscribers, not max_clients
+    idle_since_s: float = 0.0  # when the last request was answered (or the connection accepted), monotonic s
+    evicted: bool = False  # closed by the server to make room
+
+
 class ControlServer:
     """Serves requests to ``handler`` and streams published events to subscribers.
 
@@ -158,7 +217,8 @@ class ControlServer:
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._conns: dict[socket.socket, threading.Thread] = {}
+        self._slot_freed = threading.Condition(self._lock)
+        self._conns: dict[socket.socket, _Connection] = {}
         self._subscribers: list[_Subscriber] = []
         self._closing = threading.Event()
 
@@ -186,7 +246,7 @@ class ControlServer:
             os.chmod(tmp, self.settings.mode)
             if tmp != self.path:
                 os.replace(tmp, self.path)
-            listener.listen(16)
+            listener.listen(LISTEN_BACKLOG)
         except OSError as exc:
             listener.close()
             if tmp != self.path:
@@ -202,6 +262,8 @@ class ControlServer:
             st = os.lstat(self.path)
         except FileNotFoundError:
             return
+        except OSError as exc:
+            raise ControlError(f"{self.path}: cannot inspect the socket path ({exc})") from None
         if not stat.S_ISSOCK(st.st_mode):
             raise ControlError(f"{self.path}: exists and is not a socket; refusing to replace it")
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -235,17 +297,19 @@ class ControlServer:
             except OSError as exc:
                 log.warning("%s: cannot remove the control socket (%s)", self.path, exc)
         with self._lock:
-            conns = list(self._conns.items())
+            conns = list(self._conns.values())
             subs = list(self._subscribers)
+            self._slot_freed.notify_all()
         for sub in subs:
             self._stop_subscriber(sub)
-        for conn, _ in conns:
-            _shutdown(conn)
+        for c in conns:
+            _shutdown(c.sock)
         deadline = time.monotonic() + 2.0  # a handler still busy with a request is left to finish alone
         if self._accept_thread is not None:
             self._accept_thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        for _, thread in conns:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        for c in conns:
+            if c.thread is not None:
+                c.thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> "ControlServer":
         self.start()
@@ -260,7 +324,7 @@ class ControlServer:
         """Queue ``event`` to every subscriber without waiting; a subscriber whose queue is full is dropped."""
         try:
             line = _encode(event)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             log.error("event %r cannot be sent as JSON (%s); not published", event.get("event"), exc)
             return
         with self._lock:
@@ -277,6 +341,12 @@ class ControlServer:
         """Subscribers currently streaming."""
         with self._lock:
             return len(self._subscribers)
+
+    @property
+    def client_count(self) -> int:
+        """Command connections currently open (subscribers not counted)."""
+        with self._lock:
+            return sum(1 for c in self._conns.values() if not c.subscriber)
 
     def _stop_subscriber(self, sub: _Subscriber) -> None:
         with self._lock:
@@ -295,60 +365,95 @@ class ControlServer:
         assert self._listener is not None
         while not self._closing.is_set():
             try:
-                conn, _ = self._listener.accept()
+                waiting, _, _ = select.select([self._listener], [], [], 0.25)
+            except (OSError, ValueError):  # the listener was closed under us
+                return
+            if not waiting:
+                continue
+            if not self._free_slot():
+                continue  # the newcomer waits in the backlog; try again shortly
+            try:
+                sock, _ = self._listener.accept()
             except OSError as exc:
                 if self._closing.is_set():
                     return
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     log.error("control: cannot accept a connection (%s); retrying", exc)
-                    self._closing.wait(0.1)
-                    continue
-                log.error("control: accept failed (%s); retrying", exc)
+                else:
+                    log.error("control: accept failed (%s); retrying", exc)
                 self._closing.wait(0.1)
                 continue
-            conn.settimeout(self.settings.send_timeout_s)
+            sock.settimeout(self.settings.send_timeout_s)
+            conn = _Connection(sock, idle_since_s=time.monotonic())
+            conn.thread = threading.Thread(target=self._serve, args=(conn,), name="control-conn", daemon=True)
             with self._lock:
-                full = len(self._conns) >= self.settings.max_clients
-                if not full:
-                    thread = threading.Thread(target=self._serve, args=(conn,), name="control-conn", daemon=True)
-                    self._conns[conn] = thread
-            if full:
-                log.warning("control: refusing a connection, %d clients already", self.settings.max_clients)
-                self._send(conn, {"ok": False, "error": f"too many clients (max_clients={self.settings.max_clients})"})
-                conn.close()
-                continue
-            thread.start()
+                self._conns[sock] = conn
+            conn.thread.start()
+
+    def _free_slot(self) -> bool:
+        """True when a command slot is free; else closes the connection idle longest (if any has idled EVICT_IDLE_S) and waits briefly."""
+        with self._lock:
+            commands = [c for c in self._conns.values() if not c.subscriber]
+            if len(commands) < self.settings.max_clients:
+                return True
+            now = time.monotonic()
+            idle = [c for c in commands if not c.busy and not c.evicted and now - c.idle_since_s >= EVICT_IDLE_S]
+            victim = min(idle, key=lambda c: c.idle_since_s) if idle else None
+            if victim is not None:
+                victim.evicted = True
+            else:
+                self._slot_freed.wait(0.05)
+                return False
+        log.info("control: closing a connection idle for %.1f s to serve a waiting client (max_clients=%d)",
+                 now - victim.idle_since_s, self.settings.max_clients)
+        self._send(victim.sock, {"ok": False, "error": f"closed: idle while another client waited (max_clients={self.settings.max_clients})"})
+        _shutdown(victim.sock)
+        with self._lock:
+            self._slot_freed.wait_for(lambda: victim.sock not in self._conns or self._closing.is_set(), timeout=0.5)
+        return False  # check again: the slot is free once the victim's thread has gone
 
     def _send(self, conn: socket.socket, obj: dict) -> bool:
         try:
-            conn.sendall(_encode(obj))
+            line = _encode(obj)
+        except (TypeError, ValueError, RecursionError) as exc:  # never let a reply's content end the connection
+            log.error("control: reply is not JSON (%s)", exc)
+            line = _encode({"ok": False, "error": f"internal error: reply not JSON ({type(exc).__name__})"})
+        try:
+            conn.sendall(line)
             return True
         except OSError as exc:  # includes socket.timeout: a client not reading its replies
             log.info("control: client gone while sending (%s)", exc)
             return False
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: _Connection) -> None:
         try:
             self._serve_lines(conn)
         except Exception:  # never let one connection's failure reach the accept loop or other clients
             log.exception("control: connection failed")
         finally:
             with self._lock:
-                self._conns.pop(conn, None)
-            conn.close()
+                self._conns.pop(conn.sock, None)
+                self._slot_freed.notify_all()
+            conn.sock.close()
 
-    def _serve_lines(self, conn: socket.socket) -> None:
+    def _serve_lines(self, conn: _Connection) -> None:
         limit = self.settings.max_message_bytes
+        sock = conn.sock
         buf = b""
         discarding = False  # inside an oversized line: skip to its end
         while not self._closing.is_set():
             try:
-                chunk = _recv(conn, self._closing)
+                chunk = self._recv(conn)
             except OSError:
                 return
+            if chunk is None:  # idle too long
+                if not conn.evicted:
+                    log.info("control: closing a connection that sent no request for %g s", self.settings.idle_timeout_s)
+                    self._send(sock, {"ok": False, "error": f"closed: no request within {self.settings.idle_timeout_s:g} s (control.idle_timeout_s)"})
+                return
             if not chunk:
-                if buf and not discarding:  # half a line, then the client closed
-                    self._send(conn, {"ok": False, "error": "incomplete request: the connection closed before the end of the line"})
+                if buf and not discarding and not conn.evicted:  # half a line, then the client closed
+                    self._send(sock, {"ok": False, "error": "incomplete request: the connection closed before the end of the line"})
                 return
             buf += chunk
             while True:
@@ -356,7 +461,7 @@ class ControlServer:
                 if nl < 0:
                     if len(buf) > limit:
                         if not discarding:
-                            if not self._send(conn, {"ok": False, "error": f"request longer than max_message_bytes={limit}"}):
+                            if not self._send(sock, {"ok": False, "error": f"request longer than max_message_bytes={limit}"}):
                                 return
                             discarding = True
                         buf = b""
@@ -366,28 +471,64 @@ class ControlServer:
                     discarding = False  # that newline ended the oversized line
                     continue
                 if len(line) > limit:
-                    if not self._send(conn, {"ok": False, "error": f"request longer than max_message_bytes={limit}"}):
+                    if not self._send(sock, {"ok": False, "error": f"request longer than max_message_bytes={limit}"}):
                         return
                     continue
                 if not line.strip():
                     continue
-                reply, subscribe = self._reply(line)
-                if not self._send(conn, reply):
+                with self._lock:
+                    if conn.evicted:
+                        return
+                    conn.busy = True
+                try:
+                    reply, subscribe = self._reply(line)
+                    if subscribe and not self._become_subscriber(conn):
+                        reply, subscribe = {"ok": False, "error": f"too many subscribers (max_subscribers={self.settings.max_subscribers})",
+                                            **({"id": reply["id"]} if "id" in reply else {})}, False
+                    sent = self._send(sock, reply)
+                finally:
+                    with self._lock:
+                        conn.busy = False
+                        conn.idle_since_s = time.monotonic()
+                if not sent:
                     return
                 if subscribe:
-                    self._stream(conn)
+                    self._stream(sock)
                     return
+
+    def _recv(self, conn: _Connection) -> bytes | None:
+        """Next bytes from the client (b"" when it closed), or None once it has sent no whole request for ``idle_timeout_s``."""
+        while True:
+            if self._closing.is_set():
+                return b""
+            remaining = conn.idle_since_s + self.settings.idle_timeout_s - time.monotonic()
+            if remaining <= 0:
+                return None
+            readable, _, _ = select.select([conn.sock], [], [], min(0.25, remaining))
+            if readable:
+                return conn.sock.recv(65536)
+
+    def _become_subscriber(self, conn: _Connection) -> bool:
+        """Move ``conn`` from the command budget to the subscriber budget; False when that is full."""
+        with self._lock:
+            if sum(1 for c in self._conns.values() if c.subscriber) >= self.settings.max_subscribers:
+                return False
+            conn.subscriber = True
+            self._slot_freed.notify_all()
+            return True
 
     def _reply(self, line: bytes) -> tuple[dict, bool]:
         """(reply, whether the connection turns into an event stream)."""
-        try:
-            message = json.loads(line.decode("utf-8"))
-        except UnicodeDecodeError:
-            return {"ok": False, "error": "request is not UTF-8 text"}, False
-        except ValueError as exc:
-            return {"ok": False, "error": f"request is not valid JSON ({exc})"}, False
+        message, problem = decode_request(line)
+        if problem is not None:
+            return {"ok": False, "error": problem}, False
+        echo = {}
+        if isinstance(message, dict) and "id" in message:
+            id_problem = _id_problem(message["id"])
+            if id_problem is not None:
+                return {"ok": False, "error": id_problem}, False
+            echo = {"id": message["id"]}
         problem = check_request(message)
-        echo = {"id": message["id"]} if isinstance(message, dict) and "id" in message else {}
         if problem is not None:
             return {"ok": False, "error": problem, **echo}, False
         if message["cmd"] == "subscribe":
@@ -403,7 +544,7 @@ class ControlServer:
         reply = {"ok": True, **result, **echo}
         try:
             _encode(reply)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             log.error("control: reply to %s is not JSON (%s)", message["cmd"], exc)
             return {"ok": False, "error": f"internal error: reply not JSON ({exc})", **echo}, False
         return reply, False
@@ -434,16 +575,6 @@ class ControlServer:
             self._stop_subscriber(sub)
 
 
-def _recv(conn: socket.socket, closing: threading.Event) -> bytes:
-    """Next bytes from ``conn``; waits in short steps so a closing server is noticed."""
-    while True:
-        try:
-            return conn.recv(65536)
-        except socket.timeout:
-            if closing.is_set():
-                return b""
-
-
 def _peer_closed(conn: socket.socket) -> bool:
     """True if the client hung up (anything it sends after subscribing is read and ignored)."""
     try:
@@ -470,10 +601,25 @@ class ControlClient:
         self.path = Path(socket_path)
 
     def _connect(self, timeout_s: float | None) -> socket.socket:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            sock = self._try_connect(timeout_s)
+            if sock is not None:
+                return sock
+            # the daemon's listen backlog is full (many clients at once): wait for room, as a blocking connect would
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ControlTimeout(f"{self.path}: the daemon did not accept the connection within {timeout_s} s (too many clients waiting)")
+            time.sleep(0.005)
+
+    def _try_connect(self, timeout_s: float | None) -> socket.socket | None:
+        """A connected socket, or None when the listen backlog is full (EAGAIN: try again)."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout_s)
         try:
             sock.connect(str(self.path))
+        except BlockingIOError:
+            sock.close()
+            return None
         except (FileNotFoundError, ConnectionRefusedError):
             sock.close()
             raise DaemonNotRunning(f"no showsay daemon is answering on {self.path} (is it running? try: systemctl status showsay)") from None

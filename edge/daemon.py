@@ -18,6 +18,18 @@ Two choices keep the answer fast and the taught image good:
   *sharpest* crop taken during the utterance (variance of the Laplacian) is kept. People hold an object still while they name it, and motion
   blur is what ruins a one-shot image; averaging embeddings of several frames would blend blurred
   and misaligned views, and could not be stored as one real crop for later re-embedding.
+* A person teaching turns the object in hand, and one crop throws the other sides away: with
+  ``teach.views`` > 1 the teacher is asked to turn the object while naming it (event
+  ``turn_object``, a tone with ``teach.sound``), every crop sampled while the word is said is embedded
+  as it is taken (so not on the teach step), and up to ``teach.views`` crops taken during
+  the utterance are stored with the pair: the sharpest, then again and again the sharp-enough crop
+  farthest in embedding space from those already kept (:func:`choose_views`). A candidate's image
+  distance is the minimum over every view of the word.
+* An answer that the person confirms (``confirm`` command, or the teach button pressed within
+  ``teach.confirm_window_s`` of a ``resolved`` event) can add the chosen candidate's crop as a
+  learned view of the word (``teach.learn_confirmed``), at most ``teach.learned_views_per_word``
+  per word, the oldest dropped first; taught views are never dropped. ``wrong`` removes nothing
+  and publishes the miss (``answer_wrong``).
 """
 from __future__ import annotations
 
@@ -30,18 +42,21 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from math import ceil
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import cv2
 import numpy as np
 
-from edge.audio import read_wav, resample, to_float
+from edge.audio import REQUEST_RATES_HZ, AudioError, read_request_audio, resample, to_float
 from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops, support_set_for
-from edge.features import SpeechFeatureSettings, speech_features, warped_speech_features
+from edge.features import SpeechFeatureSettings, warped_speech_features
 from edge.fileio import write_atomic
-from edge.matching import MatchSettings, Resolution
+from edge.matching import MatchSettings, Resolution, l2_normalise
+from edge.memory import MAX_LABEL_CHARS
 from edge.settings import setting
+from edge.vad import VadSettings
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +71,22 @@ class TeachSettings:
     frames_to_sample: int = setting(8, "teach-region crops kept while waiting for the utterance; the sharpest taken during it is stored", min=1, max=64)
     sample_interval_ms: float = setting(120.0, "least time between two sampled teach-region crops, ms", min=0.0, max=2000.0)
     sound: bool = setting(False, "play short tones on the default output device when teaching starts, succeeds or is cancelled")
+    views: int = setting(
+        5,
+        "crops of the object kept per taught pair while the teacher turns it and names it: the sharpest crop taken during "
+        "the word, then in turn the sharp crop farthest from those kept (embedding space); 1 keeps the sharpest alone. "
+        "Chosen on Omniglot (drawers as views) and by cost, not on COIL-20 (docs/objects.md); at most frames_to_sample",
+        min=1, max=16,
+    )
+    view_min_sharpness: float = setting(0.5, "a further view must be at least this fraction as sharp as the sharpest crop (motion blur while turning)", min=0.0, max=1.0)
+    view_min_distance: float = setting(
+        0.02, "a crop nearer than this (cosine distance) to a view already kept adds nothing and is not stored (the object was not turned)", min=0.0, max=2.0,
+    )
+    learn_confirmed: bool = setting(
+        False, "a confirmed answer (confirm command, or the teach button within confirm_window_s of the answer) adds the chosen crop as a view of the word",
+    )
+    learned_views_per_word: int = setting(4, "most views learned from confirmed answers kept per word; the oldest is dropped first (taught views never)", min=1, max=100)
+    confirm_window_s: float = setting(5.0, "an answer can be confirmed or marked wrong this many seconds after it was given", min=0.5, max=600.0)
 
 
 @dataclass(frozen=True)
@@ -99,6 +130,11 @@ class AnswerSettings:
     reuse_view_ms: float = setting(600.0, "answer with candidate embeddings cached for a frame at most this much older than the newest frame, ms", min=0.0, max=10_000.0)
     prefetch_interval_ms: float = setting(200.0, "least time between two ahead-of-time candidate embeddings while speaking, ms", min=0.0, max=5000.0)
     audio_lost_s: float = setting(3.0, "no audio frame for this long is reported as device_lost (microphone)", min=0.5, max=60.0)
+    max_frame_age_s: float = setting(
+        2.0, "a camera frame older than this is never used to teach or answer, and a camera delivering none newer is reported as device_lost, s "
+        "(keep it above 1/camera.fps)", min=0.1, max=600.0,
+    )
+    ask_read_timeout_s: float = setting(2.0, "longest the daemon spends reading the audio file of an ask request, s (then it is refused)", min=0.1, max=60.0)
 
 
 # --- the narrow interfaces the controller uses (implemented in edge.hearing/vad/camera/candidates/memory)
@@ -130,7 +166,15 @@ class FinderLike(Protocol):
 
 
 class MemoryLike(Protocol):
-    def teach(self, audio_pcm: np.ndarray, sample_rate_hz: int, crop: np.ndarray, label: str | None = None, embeddings: dict | None = None) -> int: ...
+    def teach(self, audio_pcm: np.ndarray, sample_rate_hz: int, crop: np.ndarray, label: str | None = None, embeddings: dict | None = None,
+              views: Any = ()) -> int: ...
+
+    def add_view(self, pair_id: int, crop: np.ndarray, embeddings: dict | None = None, *, source: str = "learned",
+                 max_learned: int | None = None, word_pair_ids: Any = None) -> tuple[int, list[int]]: ...
+
+    def view_embeddings(self, encoder_id: str) -> dict[int, np.ndarray]: ...
+
+    def set_view_embedding(self, view_id: int, encoder_id: str, vector: np.ndarray) -> None: ...
 
     def pairs(self) -> list[Any]: ...
 
@@ -159,6 +203,42 @@ class TeachSample:
     frame: Any
     candidate: Any
     sharpness: float
+    embedding: np.ndarray | None = None  # (E,), when several views are kept (embedded as it is taken)
+
+
+@dataclass
+class Answer:
+    """The last resolved answer, until it is confirmed, marked wrong or too old."""
+
+    time_s: float
+    pair_id: int
+    label: str | None
+    box: list[int]
+    crop: np.ndarray
+    embedding: np.ndarray  # (E,)
+    image_distance: float
+
+
+def choose_views(samples: list[TeachSample], first: TeachSample, n: int, min_sharpness: float, min_distance: float) -> list[TeachSample]:
+    """``first`` and up to ``n`` - 1 more of ``samples``: each time the one farthest from those chosen (cosine distance of
+    the embeddings, the minimum over the chosen), among those at least ``min_sharpness`` times as sharp as ``first``;
+    none nearer than ``min_distance`` to a chosen one (a crop of the object not turned adds nothing)."""
+    chosen = [first]
+    if n <= 1 or first.embedding is None:
+        return chosen
+    pool = [s for s in samples if s is not first and s.embedding is not None and s.sharpness >= min_sharpness * first.sharpness]
+    if not pool:
+        return chosen
+    emb = l2_normalise(np.stack([s.embedding for s in pool]).reshape(len(pool), -1))  # (P, E) unit rows
+    nearest = 1.0 - emb @ l2_normalise(first.embedding.reshape(-1))  # (P,) distance to the nearest chosen view
+    while len(chosen) < n:
+        k = int(np.argmax(nearest))
+        if nearest[k] < min_distance:
+            break
+        chosen.append(pool[k])
+        nearest = np.minimum(nearest, 1.0 - emb @ emb[k])
+        nearest[k] = -np.inf
+    return chosen
 
 
 @dataclass
@@ -166,6 +246,7 @@ class _Pending:
     """A control request waiting for the controller thread's reply."""
 
     request: dict
+    audio: tuple[np.ndarray, int] | None = None  # an ask request's audio, read on the caller's thread
     done: threading.Event = field(default_factory=threading.Event)
     reply: dict | None = None
 
@@ -195,6 +276,7 @@ class Controller:
         answers: AnswerSettings = AnswerSettings(),
         utterances: UtteranceSettings = UtteranceSettings(),
         matching: MatchSettings = MatchSettings(),
+        vad: VadSettings = VadSettings(),
         publish: Callable[[Event], None] = lambda e: None,
         heartbeat: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
@@ -212,6 +294,9 @@ class Controller:
         self.answers = answers
         self.utterances = utterances
         self.matching = matching
+        # an ask file may hold as much audio as the longest utterance the endpointer passes on
+        self.max_request_ms = float(vad.max_utterance_ms + vad.pre_roll_ms + vad.post_roll_ms)
+        self._ask_reads = threading.Semaphore(1)  # one request file decoded at a time bounds the memory it takes
         self._publish_sink = publish
         self._heartbeat = heartbeat
         self._clock = clock
@@ -224,6 +309,7 @@ class Controller:
         self._views: deque[View] = deque(maxlen=256)
         self._last_prefetch_s = -1e9
         self._speech_seen_s = -1e9
+        self._speculative: tuple[tuple, tuple] | None = None  # (utterance key, speech side) computed at the first pause
         self._teach_label: str | None = None
         self._devices_lost: set[str] = set()
         self._last_frame_index: int | None = None
@@ -235,7 +321,8 @@ class Controller:
         self._audio_drained = False
         self.finished = threading.Event()
         self._saved: deque[Path] = deque()
-        self.counts = {"utterances": 0, "requests": 0, "resolved": 0, "taught": 0, "errors": 0}
+        self._last_answer: Answer | None = None
+        self.counts = {"utterances": 0, "requests": 0, "resolved": 0, "taught": 0, "errors": 0, "confirmed": 0, "wrong": 0}
         self.started_s = clock()
 
     # ------------------------------------------------------------------ inputs from other threads
@@ -246,17 +333,43 @@ class Controller:
             self._commands.put_nowait(("press", source))
         except queue.Full:
             log.warning("controller busy: teach press from %s dropped", source)
+        self._wake()
 
     def request(self, request: dict, timeout_s: float = 10.0) -> dict:
-        """Run a control command on the controller thread and return its reply (an error after ``timeout_s``)."""
+        """Run a control command on the controller thread and return its reply (an error after ``timeout_s``).
+
+        An ``ask`` request's audio is read and checked here, on the caller's thread, so a slow,
+        hostile or oversized file never holds up the controller.
+        """
         pending = _Pending(request)
+        if request.get("cmd") == "ask":
+            try:
+                pending.audio = self._ask_audio(request, timeout_s)
+            except (AudioError, ValueError) as exc:
+                return {"ok": False, "error": str(exc)}
         try:
             self._commands.put(("request", pending), timeout=timeout_s)
         except queue.Full:
             return {"ok": False, "error": "daemon busy: command queue full"}
+        self._wake()
         if not pending.done.wait(timeout_s):
             return {"ok": False, "error": f"no reply from the controller within {timeout_s:g} s"}
         return pending.reply or {"ok": False, "error": "no reply"}
+
+    def _ask_audio(self, request: dict, timeout_s: float) -> tuple[np.ndarray, int]:
+        """The int16 audio of an ask request, within the request limits; one file at a time."""
+        if not self._ask_reads.acquire(timeout=timeout_s):
+            raise AudioError(f"daemon busy: another ask request's audio is still being read after {timeout_s:g} s")
+        try:
+            return _request_audio(request, self.max_request_ms, self.answers.ask_read_timeout_s)
+        finally:
+            self._ask_reads.release()
+
+    def _wake(self) -> None:
+        """Cut the loop's wait for audio short so a command is run now, not on the next audio frame."""
+        wake = getattr(self.audio, "wake", None)
+        if wake is not None:
+            wake()
 
     def set_matching(self, matching: MatchSettings) -> None:
         """New rejection thresholds (SIGHUP), applied on the controller thread."""
@@ -309,7 +422,29 @@ class Controller:
         usable = [p for p in pairs if p.pair_id in speech and p.pair_id in images]
         for p in usable:
             self.support.add(p.pair_id, speech[p.pair_id], images[p.pair_id], p.label)
+        self._load_views(usable)
         return len(usable)
+
+    def _load_views(self, pairs: list[Any]) -> None:
+        """Add every further view of these pairs to the support set, embedding those stored under another image encoder."""
+        views = [v for p in pairs for v in getattr(p, "views", ())]
+        if not views:
+            return
+        iid = self.image_encoder.encoder_id
+        vectors = self.memory.view_embeddings(iid)
+        missing = [v for v in views if v.view_id not in vectors]
+        if missing:
+            log.info("re-embedding %d further views (%s) from stored crops", len(missing), iid)
+        for v in missing:
+            try:
+                vectors[v.view_id] = embed_crops(self.image_encoder, [v.crop])[0]
+            except Exception as exc:
+                log.error("view %d of pair %d: cannot re-embed its crop (%s); left out of matching", v.view_id, v.pair_id, exc)
+                continue
+            self.memory.set_view_embedding(v.view_id, iid, vectors[v.view_id])
+        for v in views:
+            if v.view_id in vectors:
+                self.support.add_view(v.pair_id, vectors[v.view_id], key=v.view_id)
 
     # ------------------------------------------------------------------ the loop
 
@@ -346,6 +481,8 @@ class Controller:
                     self._speech_seen_s = now
                 if utt is not None:
                     self._on_utterance(utt)
+                elif self.state == "idle":
+                    self._speculate()
             self._run_commands()
             self._watch_camera(self._clock())
             self._check_teach_timeout(self._clock())
@@ -374,18 +511,20 @@ class Controller:
                 log.info("matching thresholds now %s", arg)
             elif kind == "request":
                 try:
-                    arg.reply = self._handle(arg.request)
+                    arg.reply = self._handle(arg.request, arg.audio)
                 except Exception as exc:
                     log.exception("control command %r failed", arg.request.get("cmd"))
                     arg.reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
                 arg.done.set()
 
-    def _handle(self, req: dict) -> dict:
+    def _handle(self, req: dict, audio: tuple[np.ndarray, int] | None = None) -> dict:
         cmd = req.get("cmd")
         if cmd == "teach":
             label = req.get("label")
             if label is not None and (not isinstance(label, str) or not label.strip()):
                 return {"ok": False, "error": f"label must be a non-empty string, got {label!r}"}
+            if label is not None and len(label.strip()) > MAX_LABEL_CHARS:  # refused now, not after the person has spoken
+                return {"ok": False, "error": f"label: at most {MAX_LABEL_CHARS} characters, got {len(label.strip())}"}
             self._on_press("socket", label)
             return {"ok": True, "state": self.state}
         if cmd == "cancel":
@@ -419,8 +558,11 @@ class Controller:
             self.publish({"event": "labelled", "pair_id": pair_id, "label": text})
             return {"ok": True, "pair_id": pair_id, "label": text}
         if cmd == "ask":
-            pcm, rate = _request_audio(req)
+            pcm, rate = audio if audio is not None else _request_audio(req, self.max_request_ms, self.answers.ask_read_timeout_s)
             return {"ok": True, **self.answer(pcm, rate)}
+        if cmd in ("confirm", "wrong"):
+            event = self._on_feedback(cmd, "socket")
+            return {"ok": False, "error": event["error"]} if "error" in event else {"ok": True, **event}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def status(self) -> dict:
@@ -445,17 +587,80 @@ class Controller:
         if self.state == "teaching":
             self._cancel_teach("second_press")
             return
+        if source != "socket" and self.teach_settings.learn_confirmed and self._answer_to_judge() is not None:
+            self._on_feedback("confirm", source)  # the button right after an answer says "yes, that one"
+            return
         self.state = "teaching"
+        self._end_silence_for_state()
         self._teach_label = label
         self._teach_deadline = self._clock() + self.teach_settings.timeout_s
         self._teach_samples.clear()
         self._last_sample_s = -1e9
         self.publish({"event": "teach_started", "source": source, "label": label, "timeout_s": self.teach_settings.timeout_s})
+        if self.teach_settings.views > 1:
+            self.publish({"event": "turn_object", "views": self.teach_settings.views,
+                          "prompt": "hold the object in the middle and turn it slowly while you say its name"})
 
-    def _cancel_teach(self, reason: str) -> None:
+    # ------------------------------------------------------------------ feedback on answers
+
+    def _answer_to_judge(self) -> Answer | None:
+        """The last resolved answer, if it is recent enough to be confirmed or marked wrong."""
+        a = self._last_answer
+        if a is None or self._clock() - a.time_s > self.teach_settings.confirm_window_s:
+            return None
+        return a
+
+    def _on_feedback(self, kind: str, source: str) -> Event:
+        """``confirm`` or ``wrong`` for the last answer: publishes ``confirmed`` / ``answer_wrong`` (or returns an error)."""
+        a = self._answer_to_judge()
+        if a is None:
+            return {"error": f"no answer to {kind}: none resolved in the last {self.teach_settings.confirm_window_s:g} s"}
+        self._last_answer = None  # one verdict per answer
+        about = {"source": source, "pair_id": a.pair_id, "label": a.label, "box": a.box, "image_distance": _round(a.image_distance),
+                 "answer_age_s": round(self._clock() - a.time_s, 2)}
+        if kind == "wrong":
+            self.counts["wrong"] += 1
+            log.warning("answer marked wrong: pair %s (%s) at %s, image distance %.4f", a.pair_id, a.label, a.box, a.image_distance)
+            return self.publish({"event": "answer_wrong", **about})
+        self.counts["confirmed"] += 1
+        learned: Event = {"learned": False}
+        if self.teach_settings.learn_confirmed and a.pair_id in self.support.ids:
+            learned = self._learn_view(a)
+        return self.publish({"event": "confirmed", **about, **learned})
+
+    def _learn_view(self, a: Answer) -> Event:
+        """Store the confirmed crop as a learned view of the word (bounded per word), then match with it."""
+        word = [self.support.ids[r] for r in self.support.word_rows(self.support.ids.index(a.pair_id))]
+        view_id, dropped = self.memory.add_view(
+            a.pair_id, a.crop, {self.image_encoder.encoder_id: a.embedding}, source="learned",
+            max_learned=self.teach_settings.learned_views_per_word, word_pair_ids=word,
+        )  # committed before the support set changes
+        self.support.add_view(a.pair_id, a.embedding, key=view_id)
+        for v in dropped:
+            self.support.remove_view(v)
+        return {"learned": True, "view_id": view_id, "dropped_view_ids": dropped, "views": self.support.view_count(a.pair_id)}
+
+    def _end_silence_for_state(self) -> None:
+        """Teaching waits longer for the end of the utterance (``vad.teach_end_silence_ms``): a name must be kept whole."""
+        settings, set_ms = getattr(self.endpointer, "settings", None), getattr(self.endpointer, "set_end_silence_ms", None)
+        if settings is not None and set_ms is not None:
+            set_ms(settings.teach_end_silence_ms if self.state == "teaching" else settings.end_silence_ms)
+
+    def _cancel_teach(self, reason: str, **details: Any) -> None:
         self.state = "idle"
+        self._end_silence_for_state()
         self._teach_samples.clear()
-        self.publish({"event": "teach_cancelled", "reason": reason})
+        self.publish({"event": "teach_cancelled", "reason": reason, **details})
+
+    def _stale_frame_age_s(self) -> float | None:
+        """Age of the newest camera frame when it is older than ``answers.max_frame_age_s`` (a camera that stopped delivering), else None."""
+        if getattr(self.frames, "still", False):  # a still picture (StaticFrames) never grows old
+            return None
+        latest = self.frames.latest()
+        if latest is None:
+            return None
+        age_s = self._clock() - float(latest.time_s)
+        return round(age_s, 2) if age_s > self.answers.max_frame_age_s else None
 
     def _check_teach_timeout(self, now: float) -> None:
         # An utterance that started before the deadline may still be going on: let it finish.
@@ -480,10 +685,7 @@ class Controller:
         return min(inside, key=lambda t: t[0])[1] if inside else region
 
     def _best_sample(self, start_s: float | None, end_s: float | None) -> TeachSample | None:
-        samples = list(self._teach_samples)
-        if start_s is not None and end_s is not None:
-            during = [s for s in samples if start_s - 0.2 <= s.frame.time_s <= end_s]
-            samples = during or samples  # clocks of file sources need not match the camera's
+        samples = self._during(start_s, end_s)
         if not samples:
             latest = self.frames.latest()
             if latest is None:
@@ -492,22 +694,44 @@ class Controller:
             return TeachSample(latest, cand, sharpness(cand.crop))
         return max(samples, key=lambda s: (s.sharpness, s.frame.time_s))
 
+    def _during(self, start_s: float | None, end_s: float | None) -> list[TeachSample]:
+        samples = list(self._teach_samples)
+        if start_s is not None and end_s is not None:
+            during = [s for s in samples if start_s - 0.2 <= s.frame.time_s <= end_s]
+            samples = during or samples  # clocks of file sources need not match the camera's
+        return samples
+
     def _teach(self, utt: Any) -> None:
-        sample = self._best_sample(getattr(utt, "start_s", None), getattr(utt, "end_s", None))
+        t0 = self._clock()
+        stale_s = self._stale_frame_age_s()
+        if stale_s is not None:  # the camera stopped: its last frame need not show what is held up now
+            self._cancel_teach("camera_frame_too_old", frame_age_s=stale_s, max_frame_age_s=self.answers.max_frame_age_s)
+            return
+        start_s, end_s = getattr(utt, "start_s", None), getattr(utt, "end_s", None)
+        sample = self._best_sample(start_s, end_s)
         if sample is None:
             self._cancel_teach("no_camera_frame")
             return
         speech_vec = self.embed_speech(utt.pcm, utt.sample_rate_hz)
-        image_vec = embed_crops(self.image_encoder, [sample.candidate.crop])[0]
+        t_speech = self._clock()
+        image_vec = sample.embedding if sample.embedding is not None else embed_crops(self.image_encoder, [sample.candidate.crop])[0]
+        t_image = self._clock()
+        s = self.teach_settings
+        chosen = choose_views(self._during(start_s, end_s), sample, s.views, s.view_min_sharpness, s.view_min_distance)
+        iid = self.image_encoder.encoder_id
+        extra = [(v.candidate.crop, {iid: v.embedding}) for v in chosen[1:]]
         pair_id = self.memory.teach(
             utt.pcm,
             utt.sample_rate_hz,
             sample.candidate.crop,
             label=self._teach_label,
-            embeddings={self.speech_encoder.encoder_id: np.asarray(speech_vec), self.image_encoder.encoder_id: image_vec},
+            embeddings={self.speech_encoder.encoder_id: np.asarray(speech_vec), iid: image_vec},
+            **({"views": extra} if extra else {}),
         )  # committed durably before it returns: only then is the pair announced
-        self.support.add(pair_id, speech_vec, image_vec, self._teach_label)
+        self.support.add(pair_id, speech_vec, np.stack([image_vec, *(v.embedding for v in chosen[1:])]), self._teach_label)
+        t_store = self._clock()
         self.state = "idle"
+        self._end_silence_for_state()
         self._teach_samples.clear()
         self.counts["taught"] += 1
         self.publish({
@@ -519,16 +743,29 @@ class Controller:
             "sharpness": round(sample.sharpness, 1),
             "utterance_ms": round(1000.0 * len(utt.pcm) / utt.sample_rate_hz),
             "pairs": len(self.support),
+            "views": len(chosen),
+            "view_frame_times_s": [round(float(v.frame.time_s), 3) for v in chosen],
+            "timings_ms": {  # the teach step, from the utterance's end to the pair committed
+                "speech_embedding": round(1000 * (t_speech - t0), 3),
+                "image_embedding": round(1000 * (t_image - t_speech), 3),
+                "views_and_store": round(1000 * (t_store - t_image), 3),
+            },
         })
 
     # ------------------------------------------------------------------ the view
 
     def _watch_camera(self, now: float) -> None:
-        # The camera reports its own losses (on_event); this catches a source that only changes state.
+        # The camera reports its own losses (on_event); this catches a source that only changes state,
+        # and one that still says it is connected but has delivered no frame for max_frame_age_s.
         connected = bool(getattr(self.frames, "connected", True))
-        self._camera_seen = self._camera_seen or connected
-        if self._camera_seen and connected == ("camera" in self._devices_lost):
-            self.publish({"event": "device_recovered" if connected else "device_lost", "device": "camera"})
+        stale_s = self._stale_frame_age_s() if connected else None
+        alive = connected and stale_s is None
+        self._camera_seen = self._camera_seen or alive
+        if self._camera_seen and alive == ("camera" in self._devices_lost):
+            event: Event = {"event": "device_recovered" if alive else "device_lost", "device": "camera"}
+            if stale_s is not None:
+                event["reason"] = f"no new frame for {stale_s:g} s"
+            self.publish(event)
         frame = self.frames.latest()
         if frame is None or frame.index == self._last_frame_index:
             return
@@ -537,7 +774,10 @@ class Controller:
             if now - self._last_sample_s >= self.teach_settings.sample_interval_ms / 1000.0:
                 self._last_sample_s = now
                 cand = self._teach_candidate(frame.image)
-                self._teach_samples.append(TeachSample(frame, cand, sharpness(cand.crop)))
+                embedding = None
+                if self.teach_settings.views > 1 and self._speaking(now):  # embedded now, while the word is said, not on the teach step
+                    embedding = np.asarray(embed_crops(self.image_encoder, [cand.crop])[0], np.float32)
+                self._teach_samples.append(TeachSample(frame, cand, sharpness(cand.crop), embedding))
             return
         interval_s = self.answers.prefetch_interval_ms / 1000.0
         due = self._speaking(now) and now - self._last_prefetch_s >= interval_s
@@ -574,25 +814,24 @@ class Controller:
     # ------------------------------------------------------------------ requests
 
     def _speech_samples(self, pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
-        rate = self.feature_settings.sample_rate_hz
+        """Float samples at the speech encoder's rate (MFCC encoders: the features' rate), trimmed to the word."""
+        rate = self.speech_encoder.sample_rate_hz
         samples = resample(to_float(np.asarray(pcm)), int(sample_rate_hz), rate)
         return trim_to_speech(samples, rate, self.utterances.trim_below_peak_db)
 
-    def _features(self, pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
-        return speech_features(self._speech_samples(pcm, sample_rate_hz), self.feature_settings)
-
-    def _request_features(self, pcm: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, list[np.ndarray]]:
-        """A request's features, and those of its frequency-warped copies when DTW compares utterances (``matching.dtw_warp``)."""
-        samples = self._speech_samples(pcm, sample_rate_hz)
-        feats = speech_features(samples, self.feature_settings)
+    def _warped_features(self, samples: np.ndarray) -> list[np.ndarray]:
+        """Frames of a request's frequency-warped copies when DTW compares utterances (``matching.dtw_warp``), else none."""
         warp = self.matching.dtw_warp
         if warp <= 0 or self.support.metric == "cosine":
-            return feats, []
-        return feats, warped_speech_features(samples, self.feature_settings, warp)
+            return []
+        rate = self.feature_settings.sample_rate_hz
+        if rate != self.speech_encoder.sample_rate_hz:
+            samples = resample(samples, self.speech_encoder.sample_rate_hz, rate)
+        return warped_speech_features(samples, self.feature_settings, warp)
 
     def embed_speech(self, pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
-        """What the support set compares for one utterance: an embedding, or DTW's feature matrix."""
-        return np.asarray(self.speech_encoder.embed([self._features(pcm, sample_rate_hz)])[0], np.float32)
+        """What the support set compares for one utterance: an embedding, DTW's feature matrix, or both packed."""
+        return np.asarray(self.speech_encoder.embed_audio([self._speech_samples(pcm, sample_rate_hz)])[0], np.float32)
 
     def answer(self, pcm: np.ndarray, sample_rate_hz: int) -> Event:
         """Answer one spoken request now (the ``ask`` command, the latency benchmark); publishes and returns the event."""
@@ -601,6 +840,14 @@ class Controller:
     def clear_views(self) -> None:
         """Forget the cached views (the next answer embeds the candidates itself)."""
         self._views.clear()
+
+    def view_snapshot(self) -> dict | None:
+        """The newest embedded view's frame (index, time) and candidate boxes, or None; safe from any thread (the page reads it)."""
+        try:
+            view = self._views[-1]
+        except IndexError:
+            return None
+        return {"frame_index": view.frame.index, "frame_time_s": view.frame.time_s, "boxes": [c.box for c in view.candidates]}
 
     def prefetch_view(self) -> View | None:
         """Embed the candidates of the newest frame, as the loop does while someone speaks."""
@@ -611,19 +858,48 @@ class Controller:
         started = self._clock()
         self.counts["utterances"] += 1
         if self.state == "teaching":
-            self._teach(utt)
+            try:
+                self._teach(utt)
+            except Exception as exc:  # teach mode ends now, with the real reason (nothing was stored)
+                self.counts["errors"] += 1
+                log.error("teaching failed: %s: %s", type(exc).__name__, exc)
+                self._cancel_teach("failed", error=f"{type(exc).__name__}: {exc}")
             return
         self._answer(utt.pcm, utt.sample_rate_hz, started, utt)
 
+    def _speech_side(self, pcm: np.ndarray, rate: int) -> tuple[np.ndarray, list[np.ndarray], float, float]:
+        """A request's query (embedding, frames or both), DTW's warped copies, and the ms spent on each half."""
+        t0 = self._clock()
+        samples = self._speech_samples(pcm, rate)
+        warped = self._warped_features(samples)
+        t1 = self._clock()
+        query = np.asarray(self.speech_encoder.embed_audio([samples])[0], np.float32)  # MFCC features (if any) and the network
+        return query, warped, 1000 * (t1 - t0), 1000 * (self._clock() - t1)
+
+    def _speculate(self) -> None:
+        """At the first pause of a request, compute its speech side while the end silence still runs (``vad.end_silence_ms``).
+
+        The endpointer hands out the utterance as it will end if the pause lasts (:meth:`edge.vad.Endpointer.pending`);
+        when it does end so, :meth:`_answer` reuses the query, so the answer waits only for the match.
+        """
+        pending = getattr(self.endpointer, "pending", None)
+        utt = pending() if pending is not None else None
+        if utt is not None:
+            self._speculative = (_utterance_key(utt), self._speech_side(utt.pcm, utt.sample_rate_hz))
+
     def _answer(self, pcm: np.ndarray, rate: int, started_s: float, utterance: Any | None) -> Event:
         self.counts["requests"] += 1
-        feats, warped = self._request_features(pcm, rate)
-        t_features = self._clock()
-        query = np.asarray(self.speech_encoder.embed([feats])[0], np.float32)
+        self._last_answer = None  # a confirmation after this request is about this request
+        ahead, self._speculative = self._speculative, None
+        if utterance is not None and ahead is not None and ahead[0] == _utterance_key(utterance):
+            (query, warped, features_ms, speech_ms), precomputed = ahead[1], True  # computed during the pause
+        else:
+            (query, warped, features_ms, speech_ms), precomputed = self._speech_side(pcm, rate), False
         t_speech = self._clock()
         if len(self.support) == 0:
             return self.publish({"event": "unknown_word", "reason": "nothing_taught", "latency_ms": self._ms(started_s)})
-        view, cached = self._current_view()
+        stale_s = self._stale_frame_age_s()
+        view, cached = (None, False) if stale_s is not None else self._current_view()
         t_view = self._clock()
         empty = np.zeros((0, 1), np.float32)
         res = self.support.resolve(query, view.embeddings if view and view.candidates else empty, self.matching, warped)
@@ -636,9 +912,10 @@ class Controller:
             "label": res.label,
             "speech_distance": _round(res.speech_distance),
             "view_cached": cached,
-            "timings_ms": {  # the parts of latency_ms
-                "features": round(1000 * (t_features - started_s), 3),
-                "speech_embedding": round(1000 * (t_speech - t_features), 3),
+            "speech_precomputed": precomputed,  # the speech side ran during the pause: not part of latency_ms
+            "timings_ms": {  # the parts of latency_ms (the speech ones before it when speech_precomputed)
+                "features": round(features_ms, 3),  # resampling, trimming (and DTW's warped copies)
+                "speech_embedding": round(speech_ms, 3),  # MFCC frames (for MFCC encoders and DTW) and the network
                 "candidate_embeddings": round(1000 * (t_view - t_speech), 3),
                 "match": round(1000 * (t_match - t_view), 3),
             },
@@ -648,9 +925,12 @@ class Controller:
         if res.status == "unknown_word":
             return self.publish({"event": "unknown_word", **base, "latency_ms": self._ms(started_s)})
         if res.status != "resolved" or used is None:
+            no_view = "no_camera_frame" if stale_s is None else "camera_frame_too_old"
             event = {"event": "not_in_view", **base, "candidates": len(view.candidates) if view else 0,
                      "image_distance": _round(res.ranked[0].image_distance) if res.ranked else None,
-                     "reason": "no_camera_frame" if view is None else res.status, "latency_ms": self._ms(started_s)}
+                     "reason": no_view if view is None else res.status, "latency_ms": self._ms(started_s)}
+            if stale_s is not None:
+                event["frame_age_s"] = stale_s
             if view is not None:
                 event["image"] = self._save(view, None, res, "not_in_view")
             return self.publish(event)
@@ -667,14 +947,17 @@ class Controller:
             "latency_ms": self._ms(started_s),
         }
         event["image"] = self._save(used, cand, res, "resolved")
+        self._last_answer = Answer(self._clock(), int(res.pair_id), res.label, event["box"], cand.crop,
+                                   np.asarray(used.embeddings[best.index], np.float32), float(best.image_distance))
         return self.publish(event)
 
     def _resolve_recent(self, res: Resolution, current: View | None) -> tuple[Resolution, View | None]:
         """Search the views of the last ``recent_view_s`` seconds, newest first, for the word already heard; the first resolution wins."""
+        newest_s = current.frame.time_s if current is not None else self._clock()  # no current view: count back from now
         for view in reversed(self._views):
             if view is current or not view.candidates:
                 continue
-            if current is not None and current.frame.time_s - view.frame.time_s > self.answers.recent_view_s:
+            if newest_s - view.frame.time_s > self.answers.recent_view_s:
                 break
             again = self.support.resolve_in_view(res, view.embeddings, self.matching)
             if again.status == "resolved":
@@ -733,6 +1016,11 @@ class Controller:
             return None
 
 
+def _utterance_key(utt: Any) -> tuple:
+    """What identifies one endpointed utterance: its capture times and length."""
+    return (float(utt.start_s), float(utt.end_s), int(len(utt.pcm)))
+
+
 def _round(x: float | None) -> float | None:
     return None if x is None else round(float(x), 4)
 
@@ -744,19 +1032,22 @@ def _pair_id(req: dict) -> int:
     return value
 
 
-def _request_audio(req: dict) -> tuple[np.ndarray, int]:
-    """The audio of an ``ask`` request: {"wav": path} or {"pcm_b64": ..., "sample_rate_hz": ...} (int16 mono)."""
+def _request_audio(req: dict, max_duration_ms: float, timeout_s: float) -> tuple[np.ndarray, int]:
+    """The audio of an ``ask`` request: {"wav": path} or {"pcm_b64": ..., "sample_rate_hz": ...} (int16 mono), within the request limits."""
     if "wav" in req:
-        samples = read_wav(str(req["wav"]), 16000)
+        samples = read_request_audio(str(req["wav"]), 16000, max_duration_ms, timeout_s)
         return (np.clip(samples, -1, 1) * 32767).astype(np.int16), 16000
     if "pcm_b64" in req:
-        try:
-            pcm = np.frombuffer(base64.b64decode(req["pcm_b64"], validate=True), np.int16)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"pcm_b64: not base64 int16 audio ({exc})") from None
         rate = req.get("sample_rate_hz", 16000)
-        if not isinstance(rate, int) or not 4000 <= rate <= 192000:
-            raise ValueError(f"sample_rate_hz must be an integer 4000-192000, got {rate!r}")
+        if not isinstance(rate, int) or isinstance(rate, bool) or rate not in REQUEST_RATES_HZ:
+            raise ValueError(f"sample_rate_hz must be one of {', '.join(str(r) for r in REQUEST_RATES_HZ)}, got {str(rate)[:40]}")
+        text = req["pcm_b64"]
+        if not isinstance(text, str) or len(text) > 4 * ceil(2 * rate * max_duration_ms / 1000.0 / 3) + 4:
+            raise ValueError(f"pcm_b64: more than {max_duration_ms / 1000:g} s of audio, or not text")
+        try:
+            pcm = np.frombuffer(base64.b64decode(text, validate=True), np.int16)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"pcm_b64: not base64 int16 audio ({type(exc).__name__})") from None
         if pcm.size < rate // 10:
             raise ValueError("pcm_b64: less than 0.1 s of audio")
         return pcm, rate

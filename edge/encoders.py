@@ -1,8 +1,14 @@
 """Encoders: one interface, ``embed(batch) -> (N, dim)``, over ONNX Runtime, TensorRT or the baselines.
 
-Speech encoders take a list of (frames, feat_dim) feature matrices; image encoders take a
-preprocessed (N, channels, size, size) batch (see :func:`embed_crops` for raw crops). The DTW
-"encoder" returns the features themselves (its metric is DTW); the pixel "encoder" flattens pixels.
+Speech encoders say what they eat (``input_kind``: ``mfcc`` frames or ``waveform`` samples, from the
+model's metadata) and at which rate (``sample_rate_hz``). Every caller (the daemon, ``ask``, memory
+re-embedding, the benchmark, the latency benchmark) hands them audio through one method,
+``embed_audio(utterances)``: mono float32 samples at the encoder's rate; ``embed(batch)`` takes the
+model's own input (feature matrices or waveforms). Image encoders take a preprocessed (N, channels,
+size, size) batch (see :func:`embed_crops` for raw crops). The DTW "encoder" returns the features
+themselves (its metric is DTW); the pixel "encoder" flattens pixels. Every encoder also says which
+benchmark ``protocol`` its results belong to: ``seeds`` (trained only on background data) or
+``pretrained``.
 """
 from __future__ import annotations
 
@@ -14,24 +20,35 @@ from typing import Literal, Protocol, Sequence
 
 import numpy as np
 
-from edge.features import SpeechFeatureSettings, settings_mismatch
+from edge.audio import resample
+from edge.features import SpeechFeatureSettings, settings_mismatch, speech_features
 from edge.images import ImageSettings, preprocess_batch
 from edge.matching import SpeechMetric, SupportSet, pack_fused
 from edge.model_io import (
     EMBEDDING_OUTPUT,
-    IMAGE_INPUT,
-    SPEECH_INPUT,
-    SPEECH_LENGTHS,
+    InputKind,
     ModelError,
     ModelInfo,
+    Protocol as BenchProtocol,
+    model_feeds,
+    model_inputs,
 )
+from edge.model_probe import probe_image_encoder, probe_speech_encoder
 from edge.settings import setting
 
 log = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 # Shipped encoders by name; a name not here is taken as a path to an .onnx file (or .engine).
-SHIPPED_SPEECH = {"default": "speech.onnx", "ensemble": "speech_ensemble5.onnx"}
+# 'default' is what 'triplet' was called before the pretrained 'keywords' encoder shipped: kept as an
+# alias of 'triplet' so that a config written then runs as before (its thresholds were measured for it).
+SHIPPED_SPEECH = {
+    "keywords": "keywords.onnx",
+    "triplet": "speech.onnx",
+    "ensemble": "speech_ensemble5.onnx",
+    "default": "speech.onnx",
+}
+OLD_SPEECH_NAMES = {"default": "triplet"}
 SHIPPED_IMAGE = {"digits": "image_digits.onnx", "objects": "image_objects.onnx", "default": "image_digits.onnx"}
 PIXEL_SETTINGS = ImageSettings(size_px=28, color="gray")
 
@@ -40,27 +57,54 @@ PIXEL_SETTINGS = ImageSettings(size_px=28, color="gray")
 class EncoderSettings:
     """Which encoders turn speech and images into embeddings, and on what runtime."""
 
-    speech: str = setting("default", "speech encoder: 'dtw' (MFCC frames, baseline), 'default' (shipped ONNX), 'ensemble' (five training seeds of it as one: about 1 point more accurate, 5x the embedding time) or a path to an .onnx/.engine file")
+    speech: str = setting(
+        "keywords",
+        "speech encoder: 'keywords' (Google's pretrained speech_embedding over 16 kHz samples, edge/models/README.md), "
+        "'triplet' (ours, MFCC frames, trained on background words only), 'ensemble' (five training seeds of triplet as one), "
+        "'dtw' (MFCC frames, baseline) or a path to an .onnx/.engine file; 'default' is an old name of 'triplet'",
+    )
     image: str = setting("objects", "image encoder: 'pixels' (baseline), 'digits' (handwriting), 'objects' (natural objects) or a path")
     backend: Literal["onnxruntime", "tensorrt"] = setting("onnxruntime", "runtime for model files: onnxruntime (CPU) or tensorrt (Jetson, needs .engine files)")
     threads: int = setting(1, "ONNX Runtime intra-op threads per session (keep low on small CPUs)", min=1, max=64)
-    fuse_dtw: float = setting(
-        0.5,
+    fuse_dtw: float | None = setting(
+        None,
         "weight of DTW over the MFCC frames fused with a model speech encoder, 0-1: the embedding shortlists the 10 "
-        "nearest utterances, DTW re-ranks them (0 = the embedding alone; ignored for speech: dtw)",
+        "nearest utterances, DTW re-ranks them (0 = the embedding alone; ignored for speech: dtw); null = the value "
+        "chosen for that encoder on held-out speakers (keywords 0, triplet and ensemble 0.5; see fuse_dtw_for)",
         min=0.0,
         max=1.0,
     )
 
 
+# What the held-out real speakers chose for encoders whose file records no recommendation
+# (edge/models/README.md, "Choosing on held-out speakers"); a model's showsay.recommended wins.
+FUSE_DTW_CHOSEN = {"triplet": 0.5, "ensemble": 0.5, "default": 0.5}
+
+
+def fuse_dtw_for(settings: EncoderSettings, info: ModelInfo | None = None) -> float:
+    """The DTW weight for this speech encoder: the config's number, else the model's recorded choice, else the table's, else 0."""
+    if settings.fuse_dtw is not None:
+        return settings.fuse_dtw
+    if info is not None and "fuse_dtw" in info.recommended:
+        return float(info.recommended["fuse_dtw"])
+    return FUSE_DTW_CHOSEN.get(settings.speech, 0.0)
+
+
 class SpeechEncoder(Protocol):
-    """Maps utterances' feature matrices to what the support set compares."""
+    """Maps utterances to what the support set compares."""
 
     encoder_id: str
     metric: SpeechMetric
+    input_kind: InputKind  # "mfcc" or "waveform": what embed() takes
+    sample_rate_hz: int  # embed_audio() takes mono float32 samples at this rate
+    protocol: BenchProtocol
 
-    def embed(self, features: Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
-        """Embeddings (N, dim) for cosine encoders; the feature matrices themselves for DTW."""
+    def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+        """Embeddings (N, dim) of the model's own inputs (feature matrices or waveforms); DTW: the feature matrices."""
+        ...
+
+    def embed_audio(self, utterances: Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+        """The same for mono float32 utterances at ``sample_rate_hz``: what every caller uses."""
         ...
 
 
@@ -69,6 +113,7 @@ class ImageEncoder(Protocol):
 
     encoder_id: str
     settings: ImageSettings
+    protocol: BenchProtocol
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         """(N, dim) embeddings of a (N, channels, size, size) batch."""
@@ -84,28 +129,47 @@ class DtwSpeech:
     """The baseline: utterances are compared frame by frame with DTW, so the 'embedding' is the features."""
 
     metric: SpeechMetric = "dtw"
+    input_kind: InputKind = "mfcc"
+    protocol: BenchProtocol = "seeds"
 
     def __init__(self, feature_settings: SpeechFeatureSettings) -> None:
+        self.features = feature_settings
+        self.sample_rate_hz = feature_settings.sample_rate_hz
         self.encoder_id = "dtw-mfcc-" + _short_hash(repr(feature_settings.as_dict()))
 
     def embed(self, features: Sequence[np.ndarray]) -> list[np.ndarray]:
         """The feature matrices, unchanged."""
         return [np.asarray(f, np.float32) for f in features]
 
+    def embed_audio(self, utterances: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The utterances' MFCC frames."""
+        return [speech_features(u, self.features) for u in utterances]
+
 
 class FusedSpeech:
-    """A model speech encoder fused with DTW: each utterance keeps its embedding and its feature frames."""
+    """A model speech encoder fused with DTW: each utterance keeps its embedding and its MFCC frames."""
 
     metric: SpeechMetric = "fused"
 
-    def __init__(self, inner: SpeechEncoder, dtw_weight: float) -> None:
+    def __init__(self, inner: SpeechEncoder, dtw_weight: float, feature_settings: SpeechFeatureSettings | None = None) -> None:
         self.inner, self.dtw_weight = inner, float(dtw_weight)
+        self.features = feature_settings or SpeechFeatureSettings()
         self.encoder_id = f"{inner.encoder_id}+dtw"  # the weight is applied at matching time, not stored
+        self.input_kind, self.sample_rate_hz, self.protocol = inner.input_kind, inner.sample_rate_hz, inner.protocol
 
     def embed(self, features: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Packed (embedding, frames) per utterance (:func:`edge.matching.pack_fused`)."""
+        """Packed (embedding, frames) per utterance (:func:`edge.matching.pack_fused`); MFCC models only."""
+        if self.input_kind != "mfcc":
+            raise TypeError(f"{self.inner.encoder_id} eats waveforms: call embed_audio")
         vectors = self.inner.embed(features)
         return [pack_fused(v, f) for v, f in zip(vectors, features)]
+
+    def embed_audio(self, utterances: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Packed (embedding, MFCC frames) per utterance; the frames at the configured feature rate."""
+        vectors = self.inner.embed_audio(utterances)
+        rate = self.features.sample_rate_hz
+        frames = [speech_features(resample(u, self.sample_rate_hz, rate) if rate != self.sample_rate_hz else u, self.features) for u in utterances]
+        return [pack_fused(v, f) for v, f in zip(vectors, frames)]
 
 
 def support_set_for(encoder: SpeechEncoder) -> SupportSet:
@@ -115,6 +179,8 @@ def support_set_for(encoder: SpeechEncoder) -> SupportSet:
 
 class PixelImage:
     """The baseline: images compared by cosine distance over their pixels."""
+
+    protocol: BenchProtocol = "seeds"
 
     def __init__(self, settings: ImageSettings = PIXEL_SETTINGS) -> None:
         self.settings = settings
@@ -129,15 +195,6 @@ def _short_hash(text: str) -> str:
     import hashlib
 
     return hashlib.sha256(text.encode()).hexdigest()[:8]
-
-
-def pad_features(features: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-padded (N, T_max, D) batch and (N,) int32 lengths of variable-length feature matrices."""
-    lengths = np.array([f.shape[0] for f in features], np.int32)
-    batch = np.zeros((len(features), int(lengths.max()), features[0].shape[1]), np.float32)
-    for i, f in enumerate(features):
-        batch[i, : f.shape[0]] = f
-    return batch, lengths
 
 
 def read_onnx_info(path: Path, session: "object | None" = None) -> ModelInfo:
@@ -164,7 +221,7 @@ def _ort_session(path: Path, threads: int) -> "object":
 
 
 class OnnxEncoder:
-    """An exported encoder on ONNX Runtime (CPU); speech or image by its metadata."""
+    """An exported encoder on ONNX Runtime (CPU); speech (MFCC or waveform input) or image by its metadata."""
 
     metric: SpeechMetric = "cosine"
 
@@ -174,26 +231,31 @@ class OnnxEncoder:
         self.info = read_onnx_info(self.path, self._session)
         self.encoder_id = self.info.model_id
         self.settings = self.info.image_settings  # image encoders only
+        self.input_kind, self.sample_rate_hz, self.protocol = self.info.input_kind, self.info.sample_rate_hz, self.info.protocol
         names = {i.name for i in self._session.get_inputs()}  # type: ignore[attr-defined]
-        expected = {SPEECH_INPUT, SPEECH_LENGTHS} if self.info.kind == "speech" else {IMAGE_INPUT}
+        expected = self.info.input_names
         if names != expected:
-            raise ModelError(f"{self.path}: inputs are {sorted(names)}, expected {sorted(expected)} for a {self.info.kind} encoder")
+            raise ModelError(f"{self.path}: inputs are {sorted(names)}, expected {sorted(expected)} for a {self.info.kind} encoder ({self.input_kind} input)")
 
     def embed(self, batch: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        """(N, dim) embeddings: a list of feature matrices for speech, an image batch for images."""
+        """(N, dim) embeddings: feature matrices or waveforms for speech (by ``input_kind``), an image batch for images."""
         if len(batch) == 0:
             return np.zeros((0, self.info.embedding_dim), np.float32)
-        if self.info.kind == "speech":
-            feats, lengths = pad_features(batch)  # type: ignore[arg-type]
-            feeds = {SPEECH_INPUT: feats, SPEECH_LENGTHS: lengths}
-        else:
-            feeds = {IMAGE_INPUT: np.ascontiguousarray(batch, np.float32)}
-        (out,) = self._session.run([EMBEDDING_OUTPUT], feeds)  # type: ignore[attr-defined]
+        if self.input_kind == "waveform" and len(batch) > 1:
+            # one utterance per run: on a CPU, padding a batch of waveforms to its longest costs more than batching saves
+            return np.concatenate([self.embed(batch[i : i + 1]) for i in range(len(batch))])
+        (out,) = self._session.run([EMBEDDING_OUTPUT], model_feeds(self.info, batch))  # type: ignore[attr-defined]
         return out
+
+    def embed_audio(self, utterances: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, dim) embeddings of mono float32 utterances at ``sample_rate_hz`` (speech encoders)."""
+        return self.embed(model_inputs(self.info, utterances))
 
 
 def check_speech_features(info: ModelInfo, ours: SpeechFeatureSettings, source: str) -> None:
-    """Refuse a speech model trained on other features than this runtime computes."""
+    """Refuse an MFCC speech model trained on other features than this runtime computes (waveform models need none)."""
+    if info.input_kind == "waveform":
+        return
     diffs = settings_mismatch(ours.as_dict(), info.speech_features or {})
     if diffs:
         raise ModelError(
@@ -213,12 +275,16 @@ def load_speech_encoder(settings: EncoderSettings, features: SpeechFeatureSettin
     """The configured speech encoder, checked against the configured features."""
     if settings.speech == "dtw":
         return DtwSpeech(features)
+    if settings.speech in OLD_SPEECH_NAMES:
+        log.info("encoders.speech: %r is the old name of %r (kept so older configs run as before)", settings.speech, OLD_SPEECH_NAMES[settings.speech])
     path = model_path(settings.speech, SHIPPED_SPEECH)
     enc = _load_model(path, settings, features)
     if enc.info.kind != "speech":
         raise ModelError(f"{path}: an {enc.info.kind} encoder was given as the speech encoder")
     check_speech_features(enc.info, features, str(path))
-    return FusedSpeech(enc, settings.fuse_dtw) if settings.fuse_dtw > 0 else enc
+    probe_speech_encoder(enc, features, str(path))  # one run on a probe input: names, shape, finiteness, weights hash
+    weight = fuse_dtw_for(settings, enc.info)
+    return FusedSpeech(enc, weight, features) if weight > 0 else enc
 
 
 def load_image_encoder(settings: EncoderSettings) -> ImageEncoder:
@@ -229,6 +295,7 @@ def load_image_encoder(settings: EncoderSettings) -> ImageEncoder:
     enc = _load_model(path, settings)
     if enc.info.kind != "image":
         raise ModelError(f"{path}: a {enc.info.kind} encoder was given as the image encoder")
+    probe_image_encoder(enc, str(path))
     return enc
 
 

@@ -1,4 +1,4 @@
-"""Optional sound feedback for teaching: short tones on teach_started, taught and teach_cancelled.
+"""Optional sound feedback for teaching: short tones on teach_started, turn_object, taught and teach_cancelled.
 
 A listener on the controller's events; tones are synthesized here and played by a worker thread
 through the default output device (sounddevice, imported only in :func:`play_with_sounddevice`),
@@ -17,7 +17,12 @@ log = logging.getLogger(__name__)
 
 RATE_HZ = 16000
 # event -> tones (Hz) played one after the other, each TONE_S long
-TONES = {"teach_started": (660.0, 880.0), "taught": (880.0, 880.0, 1320.0), "teach_cancelled": (660.0, 440.0)}
+TONES = {
+    "teach_started": (660.0, 880.0),
+    "turn_object": (880.0, 990.0, 880.0, 990.0),  # a wobble: turn the object while naming it (follows teach_started)
+    "taught": (880.0, 880.0, 1320.0),
+    "teach_cancelled": (660.0, 440.0),
+}
 TONE_S = 0.09
 
 

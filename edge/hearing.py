@@ -35,6 +35,8 @@ EventSink = Callable[[dict], None]
 """Receives device events such as ``{"event": "device_lost", "device": "microphone", ...}``."""
 
 FALLBACK_DEVICE_RATES_HZ = (48000, 44100, 32000, 22050, 16000)
+_WAKE = object()  # queued by wake(): read() returns at once
+COMMAND_PREFIX = "command:"  # microphone.source: a program's standard output as the microphone
 
 
 class AudioDeviceError(RuntimeError):
@@ -78,6 +80,22 @@ class MicrophoneSettings:
         "a microphone that cannot be opened at start is waited for (device_lost, then reopen attempts with backoff) "
         "instead of refusing to start: a USB microphone may appear after the service",
     )
+    source: str | None = setting(
+        None,
+        "where the audio comes from: null = the sound device above; a wav or FLAC file, heard in real time again and again\n"
+        "(file_pause_s of silence between plays: a laptop without a microphone); or 'command: PROGRAM ARGS', a program\n"
+        "started without a shell whose standard output is raw 16-bit little-endian mono PCM at sample_rate_hz, in real time,\n"
+        "e.g. 'command: arecord -q -t raw -f S16_LE -c 1 -r 16000' or 'command: parec --raw --format=s16le --channels=1 --rate=16000'\n"
+        "(restarted with the backoff above when it exits); a relative file path is taken from the config file's directory",
+    )
+    file_pause_s: float = setting(3.0, "with source a file: silence heard between two plays of it, s", min=0.0, max=3600.0)
+
+    def validate(self) -> None:
+        """A command source must name a program."""
+        if self.source is not None and self.source.startswith(COMMAND_PREFIX) and not self.source[len(COMMAND_PREFIX):].strip():
+            raise SettingsError(f"source: {self.source!r} names no program (e.g. 'command: arecord -q -t raw -f S16_LE -c 1 -r 16000')")
+        if self.source is not None and not self.source.strip():
+            raise SettingsError("source: empty; use null for the sound device")
 
     @property
     def frame_samples(self) -> int:
@@ -198,6 +216,8 @@ class MicrophoneSource:
         self._pending_time_s = 0.0
         self._generation = 0  # bumps on every (re)open; blocks carry it so the consumer starts afresh
         self._consumer_generation = 0
+        self.reinitialisations = 0  # times PortAudio was re-initialised to find a replugged device
+        self._last_reinit_s = -1e9
 
     # --- device side -------------------------------------------------------------------------
     def _resolve_device(self) -> int | None:
@@ -306,19 +326,22 @@ class MicrophoneSource:
         """
         backoff = self.settings.reconnect_backoff_s
         lost_since = self._lost_at_start  # set from device_lost until audio flows again
+        failed_opens = 1 if lost_since is not None else 0  # reopen attempts that failed since audio last flowed
         while not self._stop.is_set():
             stream = self._stream
             if stream is None:
                 try:
-                    # a replugged device gets a new PortAudio index only after re-initialising
-                    self._sd._terminate()
-                    self._sd._initialize()
+                    if failed_opens:
+                        self._reinitialise_if_due()
                     self._open()
                 except Exception as exc:
+                    failed_opens += 1
                     log.warning("microphone: cannot open (%s); retrying in %.1f s", exc, backoff)
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.settings.max_backoff_s)
                 continue
+            if self._last_block_s > self._opened_s:
+                failed_opens = 0
             if lost_since is not None and self._last_block_s > self._opened_s:
                 backoff = self.settings.reconnect_backoff_s
                 self.connected = True
@@ -339,12 +362,29 @@ class MicrophoneSource:
                     log.warning("microphone lost: %s; reopening", reason)
                     self._emit({"event": "device_lost", "device": "microphone", "reason": reason})
                 else:
+                    failed_opens += 1
                     log.warning("microphone: the reopened stream failed too (%s); retrying in %.1f s", reason, backoff)
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.settings.max_backoff_s)
                 continue
             self._stop.wait(0.05)
         self._close_stream()
+
+    def _reinitialise_if_due(self) -> None:
+        """Re-initialise PortAudio, at most once per ``max_backoff_s``: a replugged device gets a new index only then.
+
+        Not on every attempt: sounddevice points file descriptor 2 at /dev/null while PortAudio
+        initialises (so ALSA's probing stays quiet), initialising probes every sound card, and the
+        first reopen after a loss (a restarted sound server) needs no new device list.
+        """
+        now = time.monotonic()
+        if now - self._last_reinit_s < self.settings.max_backoff_s:
+            return
+        self._last_reinit_s = now
+        self.reinitialisations += 1
+        log.debug("microphone: re-initialising PortAudio to look for the device again (%d)", self.reinitialisations)
+        self._sd._terminate()
+        self._sd._initialize()
 
     # --- consumer side -----------------------------------------------------------------------
     def start(self) -> None:
@@ -392,10 +432,13 @@ class MicrophoneSource:
             if self.closed:
                 return None
             try:
-                block, t_block, generation = self._blocks.get(timeout=max(0.0, deadline - time.monotonic()))
+                item = self._blocks.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 self._report_losses()
                 return None
+            if item is _WAKE:
+                return None
+            block, t_block, generation = item
             with self._lock:
                 rate = self.device_rate_hz or self.settings.sample_rate_hz
             self._append(block, t_block, rate, generation)
@@ -416,10 +459,18 @@ class MicrophoneSource:
             self._pending_time_s = t_block
         self._pending = np.concatenate([self._pending, block])
 
+    def wake(self) -> None:
+        """Make a :meth:`read` waiting now (or the next one) return None at once: the consumer has other work."""
+        try:
+            self._blocks.put_nowait(_WAKE)  # type: ignore[arg-type]
+        except queue.Full:
+            pass  # the consumer is behind and will not wait anyway
+
     def close(self) -> None:
         """Stop the supervisor and release the device; later reads return None."""
         self.closed = True
         self._stop.set()
+        self.wake()
         if self._supervisor is not None:
             self._supervisor.join(timeout=5.0)
         self._close_stream()
@@ -438,7 +489,9 @@ class WavFileSource:
 
     In real-time mode frames become due one ``frame_ms`` apart from :meth:`start`; a consumer that
     falls more than ``queue_frames`` behind loses the oldest ones (counted in ``dropped_frames``),
-    as it would with a microphone. The last partial frame is padded with silence.
+    as it would with a microphone. The last partial frame is padded with silence. With
+    ``repeat_pause_s`` the file is heard again and again, that much silence between plays, and the
+    source never ends (``microphone.source`` set to a file).
     """
 
     def __init__(
@@ -449,6 +502,7 @@ class WavFileSource:
         sample_rate_hz: int = 16000,
         queue_frames: int = 100,
         start_time_s: float | None = None,
+        repeat_pause_s: float | None = None,
     ) -> None:
         if frame_ms not in (10, 20, 30):
             raise SettingsError(f"frame_ms: must be one of 10, 20, 30, got {frame_ms!r}")
@@ -458,12 +512,16 @@ class WavFileSource:
         self.sample_rate_hz = sample_rate_hz
         self.queue_frames = queue_frames
         self._start_time_s = start_time_s
+        self.repeat = repeat_pause_s is not None
         pcm = to_int16(read_wav(path, sample_rate_hz))  # raises AudioError naming the file
+        if self.repeat:
+            pcm = np.concatenate([pcm, np.zeros(round(float(repeat_pause_s) * sample_rate_hz), np.int16)])
         n = sample_rate_hz * frame_ms // 1000
         pcm = np.concatenate([pcm, np.zeros((-pcm.size) % n, np.int16)])
         self._frames = pcm.reshape(-1, n)
         self._next = 0
         self._t0: float | None = None
+        self._woken = threading.Event()
         self.dropped_frames = 0
         self.closed = False
 
@@ -477,11 +535,14 @@ class WavFileSource:
         if self._t0 is None:
             self._t0 = time.monotonic()
 
+    def _exhausted(self) -> bool:
+        return self.closed or (not self.repeat and self._next >= self.frame_count)
+
     def read(self, timeout_s: float) -> AudioFrame | None:
         """The next frame; None on timeout (real-time mode) or once the file is exhausted."""
         if self._t0 is None:
             self.start()
-        if self._next >= self.frame_count:
+        if self._exhausted():
             self.closed = True
             return None
         frame_s = self.frame_ms / 1000.0
@@ -490,29 +551,206 @@ class WavFileSource:
             due = int((now - self._t0) / frame_s)  # frames whose capture has finished by now
             backlog = due - self._next
             if backlog > self.queue_frames:
-                lost = min(backlog - self.queue_frames, self.frame_count - self._next)
+                lost = backlog - self.queue_frames
+                if not self.repeat:
+                    lost = min(lost, self.frame_count - self._next)
                 self.dropped_frames += lost
                 self._next += lost
                 log.warning("%s: dropped %d frame(s) because the consumer was too slow", self.path, lost)
-                if self._next >= self.frame_count:
+                if self._exhausted():
                     self.closed = True
                     return None
             ready_at = self._t0 + (self._next + 1) * frame_s
             wait = ready_at - now
             if wait > timeout_s:
-                time.sleep(max(0.0, timeout_s))
+                self._sleep(max(0.0, timeout_s))
                 return None
-            if wait > 0:
-                time.sleep(wait)
+            if wait > 0 and self._sleep(wait):
+                return None  # woken: the frame is not due yet
         i = self._next
         self._next += 1
         base = self._t0 if self._start_time_s is None else self._start_time_s
-        frame = AudioFrame(self._frames[i].copy(), base + i * frame_s, self.sample_rate_hz)
-        if self._next >= self.frame_count:
+        frame = AudioFrame(self._frames[i % self.frame_count].copy(), base + i * frame_s, self.sample_rate_hz)
+        if self._exhausted():
             self.closed = True  # nothing more will come; the caller has the last frame
         return frame
 
+    def _sleep(self, seconds: float) -> bool:
+        """Wait ``seconds`` unless :meth:`wake` is called; True when woken."""
+        woken = self._woken.wait(seconds)
+        self._woken.clear()
+        return woken
+
+    def wake(self) -> None:
+        """Make a :meth:`read` waiting for its frame's time return None at once."""
+        self._woken.set()
+
     def close(self) -> None:
         """Nothing to release; later reads return None."""
-        self._next = self.frame_count
+        self._next = max(self._next, self.frame_count)
         self.closed = True
+
+
+class CommandMicrophone:
+    """A program's standard output as the microphone: raw 16-bit little-endian mono PCM at ``sample_rate_hz``.
+
+    The program (``microphone.source: 'command: ...'``, split like a shell would but run without
+    one) must deliver in real time (``arecord``, ``parec``, ``ffmpeg -re``); a reader thread cuts its
+    output into ``frame_ms`` frames and hands them over through a bounded queue (frames that do not
+    fit are dropped and counted, as with a sound device). Its standard error goes to the log. When it
+    exits, ``device_lost`` is reported and it is started again after the reconnect backoff; the
+    first audio after that reports ``device_recovered``.
+    """
+
+    def __init__(self, command: str, settings: MicrophoneSettings, on_event: EventSink | None = None) -> None:
+        import shlex
+
+        try:
+            self.argv = shlex.split(command)
+        except ValueError as exc:
+            raise AudioDeviceError(f"microphone.source {COMMAND_PREFIX}{command}: cannot be split into arguments ({exc})") from None
+        if not self.argv:
+            raise AudioDeviceError(f"microphone.source {COMMAND_PREFIX!r}: names no program")
+        self.settings = settings
+        self._on_event = on_event
+        self._frames: queue.Queue[AudioFrame] = queue.Queue(maxsize=settings.queue_frames)
+        self.dropped_frames = 0
+        self.restarts = 0
+        self.connected = False
+        self.closed = False
+        self._proc: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the program and the reader thread; AudioDeviceError when the program does not exist."""
+        import shutil
+
+        if shutil.which(self.argv[0]) is None:
+            raise AudioDeviceError(f"microphone.source: no program {self.argv[0]!r} (not on PATH and not an executable file)")
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._supervise, name="microphone-command", daemon=True)
+            self._thread.start()
+
+    def _emit(self, event: dict) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                log.exception("microphone: event handler failed on %s", event.get("event"))
+
+    def _supervise(self) -> None:
+        import subprocess
+
+        backoff = self.settings.reconnect_backoff_s
+        lost = False
+        while not self._stop.is_set():
+            try:
+                proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+            except OSError as exc:
+                reason = f"{self.argv[0]} cannot be started ({exc.strerror or exc})"
+                proc = None
+            else:
+                self._proc = proc
+                threading.Thread(target=self._log_stderr, args=(proc,), name="microphone-command-stderr", daemon=True).start()
+                delivered = self._pump(proc, lost)
+                if delivered:
+                    lost, backoff = False, self.settings.reconnect_backoff_s
+                self._end(proc)
+                reason = f"{self.argv[0]} exited with status {proc.returncode}"
+            if self._stop.is_set():
+                break
+            self.connected = False
+            if not lost:
+                lost = True
+                log.warning("microphone: %s; starting it again in %.1f s", reason, backoff)
+                self._emit({"event": "device_lost", "device": "microphone", "reason": reason})
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, self.settings.max_backoff_s)
+            self.restarts += 1
+
+    def _pump(self, proc: Any, lost: bool) -> int:
+        """Frames read from ``proc`` until its output ends (or close); returns how many."""
+        n = self.settings.frame_samples
+        frame_s = self.settings.frame_ms / 1000.0
+        got = 0
+        buf = b""
+        while not self._stop.is_set():
+            chunk = proc.stdout.read(2 * n - len(buf))
+            if not chunk:
+                return got
+            buf += chunk
+            if len(buf) < 2 * n:
+                continue
+            now = time.monotonic()
+            frame = AudioFrame(np.frombuffer(buf, "<i2").astype(np.int16), now - frame_s, self.settings.sample_rate_hz)
+            buf = b""
+            if got == 0:
+                self.connected = True
+                if lost:
+                    log.warning("microphone: %s delivers audio again", self.argv[0])
+                    self._emit({"event": "device_recovered", "device": "microphone", "restarts": self.restarts})
+            got += 1
+            try:
+                self._frames.put_nowait(frame)
+            except queue.Full:
+                self.dropped_frames += 1
+        return got
+
+    def _log_stderr(self, proc: Any) -> None:
+        for i, line in enumerate(iter(proc.stderr.readline, b"")):
+            if i < 20:  # a chatty program must not flood the journal
+                log.info("microphone %s: %s", self.argv[0], line.decode("utf-8", "replace").rstrip()[:300])
+
+    def _end(self, proc: Any) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=2.0)
+            except Exception:
+                proc.kill()
+                proc.wait(timeout=2.0)
+        for pipe in (proc.stdout, proc.stderr):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+    def read(self, timeout_s: float) -> AudioFrame | None:
+        """The next frame, or None when none arrived within ``timeout_s``."""
+        if self.closed:
+            return None
+        try:
+            frame = self._frames.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+        return None if frame is _WAKE else frame
+
+    def wake(self) -> None:
+        """Make a :meth:`read` waiting now (or the next one) return None at once."""
+        try:
+            self._frames.put_nowait(_WAKE)  # type: ignore[arg-type]
+        except queue.Full:
+            pass  # frames are waiting: read() will not wait anyway
+
+    def close(self) -> None:
+        """Stop the program and the reader; later reads return None."""
+        self.closed = True
+        self._stop.set()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        self.connected = False
+
+
+def open_microphone(settings: MicrophoneSettings, on_event: EventSink | None = None) -> Any:
+    """The audio source ``microphone.source`` names: the sound device, a repeated file, or a command."""
+    source = settings.source
+    if source is None:
+        return MicrophoneSource(settings, on_event=on_event)
+    if source.startswith(COMMAND_PREFIX):
+        return CommandMicrophone(source[len(COMMAND_PREFIX):], settings, on_event=on_event)
+    return WavFileSource(source, frame_ms=settings.frame_ms, realtime=True, sample_rate_hz=settings.sample_rate_hz,
+                         queue_frames=settings.queue_frames, repeat_pause_s=settings.file_pause_s)

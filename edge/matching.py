@@ -3,7 +3,8 @@
 A request is matched against the taught utterances (cosine distance between speech embeddings,
 DTW over feature frames for the baseline, or both fused: the embedding shortlists, DTW re-ranks). The nearest utterance names a word: its label, or
 the pair itself when it has none. The candidates in view are compared with the images taught
-for that word (cosine distance, the minimum over the word's K shots) and ranked, by default with
+for that word (cosine distance, the minimum over every view of every shot of the word: a pair may
+keep several crops of its object, taken from other angles while it was taught or confirmed later) and ranked, by default with
 mutual exclusivity: a candidate that looks more like another taught word's images is less likely to
 be the one asked for (a bias children show when they learn words). Two rejections
 guard the answer: the request is an ``unknown_word`` when even the nearest utterance is too far,
@@ -70,9 +71,10 @@ class MatchSettings:
     """Rejection thresholds of the matching core (null disables a rejection)."""
 
     unknown_word_distance: float | None = setting(
-        0.5,
+        0.24,
         "reject a request whose nearest taught utterance is further than this (cosine distance 0-2, or DTW cost); "
-        "0.5 is measured for the shipped speech encoder fused with DTW (docs/daemon.md)",
+        "0.24 is measured for the keywords speech encoder on held-out real speakers (taught words answered as often as "
+        "untaught ones rejected, docs/daemon.md); the triplet encoder fused with DTW needs 0.5",
         min=0.0,
     )
     not_in_view_distance: float | None = setting(
@@ -139,7 +141,7 @@ class Resolution:
 
 
 class SupportSet:
-    """Taught pairs: a speech representation, a unit image embedding, an id and an optional label each.
+    """Taught pairs: a speech representation, one or more unit image embeddings (views), an id and an optional label each.
 
     Speech representations are fixed-size embeddings (``metric="cosine"``), (frames, dim) feature
     matrices (``metric="dtw"``), or both packed by :func:`pack_fused` (``metric="fused"``: the
@@ -147,6 +149,10 @@ class SupportSet:
     the rest x cosine, each standardised over the shortlist; the distance reported, and compared with
     ``unknown_word_distance``, stays the cosine one). Rows are kept in growable arrays so adding a pair
     is amortised O(1) and matching 10,000 pairs is one matrix-vector product.
+
+    Images are kept as views: each pair has one or more (the crops kept while it was taught, and
+    views learned from confirmed answers, :meth:`add_view`). A candidate's distance to a pair, or
+    to a word, is the minimum over all of its views.
     """
 
     def __init__(self, metric: SpeechMetric = "cosine", dtw_weight: float = 0.5) -> None:
@@ -160,7 +166,9 @@ class SupportSet:
         self._labels: list[str | None] = []
         self._speech_rows: list[np.ndarray] = []  # dtw: one (T, D) matrix per pair
         self._speech = np.zeros((0, 0), np.float32)  # cosine: (capacity, D) unit rows
-        self._images = np.zeros((0, 0), np.float32)  # (capacity, E) unit rows
+        self._images = np.zeros((0, 0), np.float32)  # (view capacity, E) unit rows, one per view
+        self._view_rows = np.zeros(0, np.int64)  # (V,) the pair row of each view
+        self._view_keys: list[int | None] = []  # (V,) an id for views that can be removed alone (learned ones), else None
         self._groups = np.zeros(0, np.int64)  # word id of each row: same label -> same word
         self._group_of_label: dict[str, int] = {}
         self._next_group = 0
@@ -179,11 +187,31 @@ class SupportSet:
         return list(self._labels)
 
     def image_embeddings(self) -> np.ndarray:
-        """(N, E) unit image embeddings in row order."""
-        return self._images[: len(self)]
+        """(V, E) unit image embeddings of every view, in the order of :meth:`view_rows`."""
+        return self._images[: len(self._view_keys)]
 
-    def _grow(self, arr: np.ndarray, row: np.ndarray) -> np.ndarray:
-        n = len(self)
+    def view_rows(self) -> np.ndarray:
+        """(V,) the pair row each view belongs to."""
+        return self._view_rows.copy()
+
+    def view_count(self, pair_id: int) -> int:
+        """How many views pair ``pair_id`` has."""
+        return int(np.count_nonzero(self._view_rows == self._ids.index(pair_id)))
+
+    def pair_image_distances(self, images: np.ndarray) -> np.ndarray:
+        """(M, N) cosine distance from each image (M, E) to each pair (the minimum over its views), pairs in row order."""
+        d = 1.0 - l2_normalise(images) @ self.image_embeddings().T  # (M, V)
+        out = np.full((d.shape[0], len(self)), np.inf, np.float32)
+        np.minimum.at(out.T, self._view_rows, d.T)
+        return out
+
+    def nearest_rows(self, images: np.ndarray) -> np.ndarray:
+        """(M,) the row of the pair whose nearest view is nearest to each image (the image-only one-shot rule)."""
+        d = 1.0 - l2_normalise(images) @ self.image_embeddings().T  # (M, V)
+        return self._view_rows[d.argmin(axis=1)]
+
+    def _grow(self, arr: np.ndarray, row: np.ndarray, n: int | None = None) -> np.ndarray:
+        n = len(self) if n is None else n
         if arr.shape[1] not in (0, row.shape[0]):
             raise ValueError(f"embedding size {row.shape[0]} differs from the taught pairs' {arr.shape[1]}")
         if n >= arr.shape[0] or arr.shape[1] == 0:
@@ -204,10 +232,15 @@ class SupportSet:
         return g
 
     def add(self, pair_id: int, speech: np.ndarray, image: np.ndarray, label: str | None = None) -> None:
-        """Add one taught pair."""
+        """Add one taught pair; ``image`` is one embedding (E,) or several views of the object (V, E)."""
         if pair_id in self._ids:
             raise ValueError(f"pair {pair_id} is already in the support set")
-        image = l2_normalise(np.asarray(image, np.float32).reshape(-1))
+        views = np.asarray(image, np.float32)
+        views = l2_normalise(views.reshape(-1, views.shape[-1]) if views.ndim > 1 else views.reshape(1, -1))
+        if views.shape[0] == 0:
+            raise ValueError(f"pair {pair_id}: no image")
+        if self._images.shape[1] not in (0, views.shape[1]):
+            raise ValueError(f"embedding size {views.shape[1]} differs from the taught pairs' {self._images.shape[1]}")
         if self.metric == "fused":
             vector, frames = unpack_fused(speech)
             self._speech = self._grow(self._speech, l2_normalise(vector))
@@ -216,10 +249,40 @@ class SupportSet:
             self._speech = self._grow(self._speech, l2_normalise(np.asarray(speech, np.float32).reshape(-1)))
         else:
             self._speech_rows.append(np.asarray(speech, np.float32))
-        self._images = self._grow(self._images, image)
+        row = len(self)
         self._groups = np.append(self._groups, self._group_for(label))  # O(N) but tiny next to embedding
         self._ids.append(pair_id)
         self._labels.append(label)
+        for v in views:
+            self._append_view(row, v, None)
+
+    def _append_view(self, row: int, image: np.ndarray, key: int | None) -> None:
+        self._images = self._grow(self._images, image, len(self._view_keys))
+        self._view_rows = np.append(self._view_rows, row)
+        self._view_keys.append(key)
+
+    def add_view(self, pair_id: int, image: np.ndarray, key: int) -> None:
+        """One more view of a taught pair's object (a confirmed answer's crop); ``key`` lets :meth:`remove_view` drop it later."""
+        if key in self._view_keys:
+            raise ValueError(f"view {key} is already in the support set")
+        image = l2_normalise(np.asarray(image, np.float32).reshape(-1))
+        if self._images.shape[1] != image.shape[0]:
+            raise ValueError(f"embedding size {image.shape[0]} differs from the taught pairs' {self._images.shape[1]}")
+        self._append_view(self._ids.index(pair_id), image, int(key))
+
+    def remove_view(self, key: int) -> bool:
+        """Drop the view added under ``key``; False if there is none (views added with a pair stay)."""
+        if key is None or key not in self._view_keys:
+            return False
+        self._drop_views(np.array([k == key for k in self._view_keys]))
+        return True
+
+    def _drop_views(self, drop: np.ndarray) -> None:
+        v = len(self._view_keys)
+        keep = ~drop
+        self._images[: int(keep.sum())] = self._images[:v][keep]
+        self._view_rows = self._view_rows[keep]
+        self._view_keys = [k for k, kept in zip(self._view_keys, keep) if kept]
 
     def remove(self, pair_id: int) -> None:
         """Forget one pair."""
@@ -230,7 +293,8 @@ class SupportSet:
             self._speech[: n - 1] = self._speech[:n][keep]
         if self.metric in ("dtw", "fused"):
             del self._speech_rows[i]
-        self._images[: n - 1] = self._images[:n][keep]
+        self._drop_views(self._view_rows == i)
+        self._view_rows = self._view_rows - (self._view_rows > i)
         self._groups = self._groups[keep]
         del self._ids[i]
         del self._labels[i]
@@ -310,9 +374,9 @@ class SupportSet:
         return np.flatnonzero(self._groups == self._groups[row])
 
     def word_image_distances(self, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(C, G) cosine distance from each candidate to each taught word (minimum over its images), and the (G,) word ids."""
-        d = 1.0 - l2_normalise(candidates) @ self._images[: len(self)].T  # (C, N)
-        words, inverse = np.unique(self._groups, return_inverse=True)
+        """(C, G) cosine distance from each candidate to each taught word (minimum over its views), and the (G,) word ids."""
+        d = 1.0 - l2_normalise(candidates) @ self.image_embeddings().T  # (C, V)
+        words, inverse = np.unique(self._groups[self._view_rows], return_inverse=True)
         order = np.argsort(inverse, kind="stable")
         starts = np.searchsorted(inverse[order], np.arange(len(words)))
         return np.minimum.reduceat(d[:, order], starts, axis=1), words
@@ -328,7 +392,8 @@ class SupportSet:
         Candidates that are surely the word (P >= :data:`SURE`) are ranked by distance among themselves.
         """
         if settings.mutual_exclusivity is None:
-            image_d = (1.0 - l2_normalise(candidates) @ self._images[self.word_rows(row)].T).min(axis=1)  # (C,)
+            views = np.isin(self._view_rows, self.word_rows(row))
+            image_d = (1.0 - l2_normalise(candidates) @ self.image_embeddings()[views].T).min(axis=1)  # (C,)
             return tuple(RankedCandidate(int(c), float(image_d[c])) for c in np.argsort(image_d, kind="stable"))
         word_d, words = self.word_image_distances(candidates)
         image_d = word_d[:, int(np.searchsorted(words, self._groups[row]))]

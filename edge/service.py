@@ -15,22 +15,12 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Callable, Iterable, Mapping
 
-from edge.settings import setting
+from edge.service_settings import ServiceSettings  # noqa: F401 - defined below edge.config, re-exported here
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ServiceSettings:
-    """How the daemon talks to systemd and how long it may take to stop."""
-
-    watchdog_fraction: float = setting(0.5, "send WATCHDOG=1 every this fraction of systemd's WatchdogSec", min=0.1, max=0.9)
-    status_interval_s: float = setting(10.0, "least time between two STATUS= updates, s", min=1.0, max=3600.0)
-    stop_timeout_s: float = setting(5.0, "on SIGTERM wait this long for the controller thread (keep well below TimeoutStopSec), s", min=0.5, max=60.0)
-    request_timeout_s: float = setting(10.0, "a control command waits this long for the controller's reply, s", min=0.5, max=120.0)
 
 
 class Notifier:
@@ -148,21 +138,40 @@ class Daemon:
         self.relay = relay or EventRelay()
         self.memory: Any = None
         self.control: Any = None
+        self.web: Any = None
         self.controller: Any = None
+        self.state_lock: Any = None
+        self._ready = False
         self._thread: threading.Thread | None = None
         self._started: list[Any] = []
 
     def start(self) -> None:
-        """Load the models and memory, open the devices, start the threads; raises on anything unusable."""
+        """Lock the state directory, bind the socket, load the models and memory, open the devices, start the threads.
+
+        Raises on anything unusable. What can refuse a start without risk to the memory (another
+        daemon on the same state directory or socket, a socket path that cannot be used) is done
+        before the memory file is opened.
+        """
         from edge.candidates import make_finder, teach_region
         from edge.daemon import Controller, run_in_thread
         from edge.encoders import load_image_encoder, load_speech_encoder
-        from edge.memory import Memory
+        from edge.memory import Memory, StateDirLock
         from edge.vad import Endpointer
 
         cfg = self.cfg
+        lock = StateDirLock(cfg.memory.state_dir)
+        if lock.dir.is_dir():  # a second daemon on this memory stops here, before it loads anything
+            self.state_lock = lock.acquire()
+        if self.use_control:
+            from edge.control import ControlServer
+
+            self.control = ControlServer(cfg.control, self._handle)  # answers "starting" until the controller runs
+            self.control.start()
+            self._started.append(self.control)
         speech = load_speech_encoder(cfg.encoders, cfg.speech_features)
         image = load_image_encoder(cfg.encoders)
+        if self.state_lock is None:  # a state_dir not made yet: made (and locked) only now that the models loaded
+            self.state_lock = lock.acquire()
         self.memory = Memory.from_settings(cfg.memory)
         self.controller = Controller(
             speech_encoder=speech,
@@ -178,6 +187,7 @@ class Daemon:
             answers=cfg.answers,
             utterances=cfg.utterances,
             matching=cfg.matching,
+            vad=cfg.vad,
             publish=self._publish,
             heartbeat=self.notifier.watchdog,
         )
@@ -191,12 +201,14 @@ class Daemon:
 
         pairs = self.controller.load_memory(progress)
         log.info("memory %s: %d taught pairs loaded", self.memory.path, pairs)
-        if self.use_control:
-            from edge.control import ControlServer
+        if cfg.web.enabled:
+            from edge.web.server import web_for_daemon
 
-            self.control = ControlServer(cfg.control, self._handle)
-            self.control.start()
-            self._started.append(self.control)
+            self.web = web_for_daemon(cfg, handler=self._handle, frames=self.frames, read_pair=self.memory.pair,
+                                      controller_view=self.controller.view_snapshot)
+            self.web.start()
+            self._started.append(self.web)
+            self.listeners.append(self.web.publish)
         for device in (self.frames, self.audio):
             device.start()
             self._started.append(device)
@@ -209,6 +221,7 @@ class Daemon:
         self.button.start(lambda: self.controller.press("button"))
         self._started.append(self.button)
         self._thread = run_in_thread(self.controller)
+        self._ready = True
         status = f"ready: {pairs} pairs, speech {speech.encoder_id}, image {image.encoder_id}"
         self.controller.publish({"event": "ready", "pairs": pairs, "speech_encoder": speech.encoder_id, "image_encoder": image.encoder_id})
         self.notifier.ready(status)
@@ -220,6 +233,8 @@ class Daemon:
             listener(event)
 
     def _handle(self, request: dict) -> dict:
+        if not self._ready:
+            return {"ok": False, "error": "the daemon is starting (loading models and memory, opening devices); try again in a moment"}
         return self.controller.request(request, timeout_s=self.cfg.service.request_timeout_s)
 
     def wait_finished(self, timeout_s: float) -> bool:
@@ -261,21 +276,34 @@ class Daemon:
         if self.memory is not None:
             self.memory.close()
             self.memory = None
+        if self.state_lock is not None:
+            self.state_lock.release()  # last: nothing of this daemon touches the state directory after it
+            self.state_lock = None
 
 
-def run_service(config_path: str | os.PathLike) -> int:
-    """``showsay run``: the daemon with the configured microphone, camera and button until SIGTERM."""
+def run_service(config_path: str | os.PathLike, listeners: Iterable[Callable[[dict], None]] = ()) -> int:
+    """``showsay run``: the daemon with the configured microphone, camera and button until SIGTERM; ``listeners`` get every event."""
+    import sqlite3
+
     from edge.button import make_button
     from edge.camera import Camera
     from edge.config import ConfigError, load_config
-    from edge.hearing import MicrophoneSource
+    from edge.control import ControlError
+    from edge.hearing import open_microphone
     from edge.memory import MemoryError_
     from edge.model_io import ModelError
+
+    from edge.preflight import preflight
 
     try:
         cfg = load_config(config_path)
     except ConfigError as exc:
         log.error("%s", exc)
+        return 2
+    problems = preflight(cfg)  # the same checks as `showsay check`: directories, camera file, button
+    for problem in problems:
+        log.error("%s: %s", config_path, problem)
+    if problems:
         return 2
     notifier = Notifier.from_environ(fraction=cfg.service.watchdog_fraction)
     stop = threading.Event()
@@ -289,18 +317,30 @@ def run_service(config_path: str | os.PathLike) -> int:
     try:
         daemon = Daemon(
             cfg,
-            audio=MicrophoneSource(cfg.microphone, on_event=relay),
+            audio=open_microphone(cfg.microphone, on_event=relay),
             frames=Camera(cfg.camera, on_event=relay),
             button=make_button(cfg.button),
             notifier=notifier,
+            listeners=listeners,
             relay=relay,
         )
         daemon.start()
-    except (ConfigError, ModelError, MemoryError_, OSError, ValueError, RuntimeError) as exc:
-        log.error("cannot start: %s", exc)
-        notifier.status(f"failed to start: {exc}")
+    except Exception as exc:  # one line naming what failed, never a traceback (it is at debug level, -v)
+        known = (ConfigError, ModelError, MemoryError_, ControlError, OSError, ValueError, RuntimeError)
+        if isinstance(exc, sqlite3.Error):
+            message = f"memory {cfg.memory.path}: {exc} (sqlite3)"
+        elif isinstance(exc, known):
+            message = str(exc)
+        else:
+            message = f"unexpected {type(exc).__name__}: {exc}"
+        log.error("cannot start: %s", message)
+        log.debug("the start-up failure in full", exc_info=True)
+        notifier.status(f"failed to start: {message}")
         if daemon is not None:
-            daemon.close()
+            try:
+                daemon.close()
+            except Exception as close_exc:
+                log.error("closing after the failed start: %s: %s", type(close_exc).__name__, close_exc)
         notifier.close()
         return 1
     last_status = 0.0

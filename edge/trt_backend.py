@@ -23,14 +23,15 @@ from typing import Any, Callable, Generic, Mapping, Sequence, TypeVar
 
 import numpy as np
 
-from edge.encoders import pad_features
 from edge.model_io import (
     EMBEDDING_OUTPUT,
     IMAGE_INPUT,
     SPEECH_INPUT,
-    SPEECH_LENGTHS,
+    WAVEFORM_INPUT,
     ModelError,
     ModelInfo,
+    model_feeds,
+    model_inputs,
 )
 from edge.trt_manifest import (
     DeviceIdentity,
@@ -346,16 +347,19 @@ class TensorRTEncoder:
         self.info = ModelInfo.from_metadata(manifest.metadata, str(manifest_source(path)))
         self.encoder_id = self.info.model_id  # same model, same embeddings within the verified tolerance
         self.settings = self.info.image_settings  # image encoders only
-        expected = {SPEECH_INPUT, SPEECH_LENGTHS} if self.info.kind == "speech" else {IMAGE_INPUT}
+        self.input_kind, self.sample_rate_hz, self.protocol = self.info.input_kind, self.info.sample_rate_hz, self.info.protocol
+        expected = self.info.input_names
         if set(profile) != expected:
-            raise ModelError(f"{path}: engine inputs are {sorted(profile)}, expected {sorted(expected)} for a {self.info.kind} encoder; rebuild it from a showsay ONNX encoder")
+            raise ModelError(f"{path}: engine inputs are {sorted(profile)}, expected {sorted(expected)} for a {self.info.kind} encoder "
+                             f"({self.input_kind} input); rebuild it from a showsay ONNX encoder")
         self.profile = profile
-        self.max_batch = int(profile[SPEECH_INPUT if self.info.kind == "speech" else IMAGE_INPUT]["max"][0])
+        main_input = {"mfcc": SPEECH_INPUT, "waveform": WAVEFORM_INPUT, "image": IMAGE_INPUT}[self.input_kind]
+        self.max_batch = int(profile[main_input]["max"][0])
         self._worker = worker
         self._warned_batch = False
 
     def embed(self, batch: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        """(N, dim) embeddings: a list of feature matrices for speech, an image batch (all candidates of a frame) for images.
+        """(N, dim) embeddings: feature matrices or waveforms for speech (by ``input_kind``), an image batch (all candidates of a frame) for images.
 
         A batch larger than the engine's profile runs in profile-sized calls (logged once: raise
         ``tensorrt.max_*_batch`` and rebuild); an utterance longer than the profile is refused.
@@ -368,13 +372,13 @@ class TensorRTEncoder:
                             self.path, len(batch), self.max_batch, self.info.kind)
                 self._warned_batch = True
             return np.concatenate([self.embed(batch[i : i + self.max_batch]) for i in range(0, len(batch), self.max_batch)])
-        if self.info.kind == "speech":
-            feats, lengths = pad_features(batch)  # type: ignore[arg-type]
-            feeds = {SPEECH_INPUT: feats, SPEECH_LENGTHS: lengths}
-        else:
-            feeds = {IMAGE_INPUT: np.ascontiguousarray(batch, np.float32)}
+        feeds = model_feeds(self.info, batch)
         check_in_profile({k: v.shape for k, v in feeds.items()}, self.profile, str(self.path))
         return self._worker.call(lambda runner: runner.run(feeds))
+
+    def embed_audio(self, utterances: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, dim) embeddings of mono float32 utterances at ``sample_rate_hz`` (speech engines), as OnnxEncoder."""
+        return self.embed(model_inputs(self.info, utterances))
 
     def close(self) -> None:
         """Release the engine and the GPU memory (on the owner thread)."""

@@ -16,7 +16,7 @@ from typing import Any, Literal, Mapping
 
 from edge.features import settings_mismatch
 from edge.images import ImageSettings
-from edge.model_io import IMAGE_INPUT, SPEECH_INPUT, SPEECH_LENGTHS, ModelError
+from edge.model_io import IMAGE_INPUT, SPEECH_INPUT, SPEECH_LENGTHS, WAVEFORM_INPUT, ModelError
 from edge.settings import SettingsError, setting
 
 MANIFEST_FORMAT = 1
@@ -32,18 +32,23 @@ class TensorRTSettings:
     min_frames: int = setting(1, "shortest utterance an engine accepts, feature frames (one 25 ms window gives 1)", min=1, max=10000)
     opt_frames: int = setting(100, "utterance length TensorRT tunes kernels for, feature frames", min=1, max=10000)
     max_frames: int = setting(500, "longest utterance an engine accepts, feature frames (500 = 5 s); longer ones are refused", min=1, max=10000)
+    min_samples: int = setting(1, "shortest utterance a waveform speech engine (keywords) accepts, samples (the graph pads every utterance itself)", min=1, max=10_000_000)
+    opt_samples: int = setting(16000, "utterance length TensorRT tunes waveform engines for, samples (16000 = 1 s)", min=1, max=10_000_000)
+    max_samples: int = setting(80000, "longest utterance a waveform speech engine accepts, samples (80000 = 5 s); longer ones are refused", min=1, max=10_000_000)
     opt_speech_batch: int = setting(1, "utterances per call TensorRT tunes for (the daemon embeds one at a time)", min=1, max=256)
     max_speech_batch: int = setting(16, "most utterances per call (benchmark and verify batch them)", min=1, max=256)
     opt_image_batch: int = setting(4, "image candidates per frame TensorRT tunes for", min=1, max=256)
     max_image_batch: int = setting(16, "most image candidates per frame, embedded in one batch; more are refused", min=1, max=256)
     workspace_mb: int = setting(512, "builder workspace memory limit, MiB ('--workspace-mb' overrides)", min=16, max=65536)
     calibration_batch: int = setting(8, "INT8 calibration batch size, inputs (speech is cropped or padded to opt_frames)", min=1, max=256)
-    timing_cache_dir: str = setting("~/.cache/showsay/tensorrt", "folder of the builder's timing caches (one per GPU and TensorRT version), reused between builds")
+    timing_cache_dir: str = setting("~/.cache/showsay/tensorrt", "folder of the builder's timing caches (one per GPU and TensorRT version), reused between builds; relative paths are taken from the config file's directory")
 
     def validate(self) -> None:
         """Profiles need min <= opt <= max."""
         if not self.min_frames <= self.opt_frames <= self.max_frames:
             raise SettingsError(f"opt_frames: must lie in [min_frames, max_frames] = [{self.min_frames}, {self.max_frames}], got {self.opt_frames}")
+        if not self.min_samples <= self.opt_samples <= self.max_samples:
+            raise SettingsError(f"opt_samples: must lie in [min_samples, max_samples] = [{self.min_samples}, {self.max_samples}], got {self.opt_samples}")
         if self.opt_speech_batch > self.max_speech_batch:
             raise SettingsError(f"opt_speech_batch: must be <= max_speech_batch ({self.max_speech_batch}), got {self.opt_speech_batch}")
         if self.opt_image_batch > self.max_image_batch:
@@ -55,9 +60,19 @@ def compute_profile(
     settings: TensorRTSettings,
     feat_dim: int | None = None,
     image_settings: ImageSettings | None = None,
+    input_kind: str = "mfcc",
 ) -> Profile:
-    """The optimisation profile (min/opt/max shape per input) of a speech or image encoder."""
+    """The optimisation profile (min/opt/max shape per input) of a speech (MFCC or waveform input) or image encoder."""
     s = settings
+    if kind == "speech" and input_kind == "waveform":  # the sample axis is dynamic; padding happens inside the graph
+        return {
+            WAVEFORM_INPUT: {
+                "min": [1, s.min_samples],
+                "opt": [s.opt_speech_batch, s.opt_samples],
+                "max": [s.max_speech_batch, s.max_samples],
+            },
+            SPEECH_LENGTHS: {"min": [1], "opt": [s.opt_speech_batch], "max": [s.max_speech_batch]},
+        }
     if kind == "speech":
         if not feat_dim:
             raise ModelError("a speech profile needs the feature dimension")
@@ -95,6 +110,8 @@ def check_in_profile(shapes: Mapping[str, tuple[int, ...]], profile: Profile, so
 def _describe_axis(name: str, shape: tuple[int, ...], lo: list[int], hi: list[int]) -> str:
     if name == SPEECH_INPUT and len(shape) == 3 and not lo[1] <= shape[1] <= hi[1]:
         return f": utterance of {shape[1]} frames, engine takes {lo[1]} to {hi[1]} (tensorrt.min_frames/max_frames)"
+    if name == WAVEFORM_INPUT and len(shape) == 2 and not lo[1] <= shape[1] <= hi[1]:
+        return f": utterance of {shape[1]} samples, engine takes {lo[1]} to {hi[1]} (tensorrt.min_samples/max_samples)"
     if shape and not lo[0] <= shape[0] <= hi[0]:
         return f": batch of {shape[0]}, engine takes {lo[0]} to {hi[0]} (tensorrt.max_speech_batch/max_image_batch)"
     return ""
@@ -205,7 +222,8 @@ def check_manifest(
         problems.append(f"it was built with TensorRT {manifest.tensorrt_version}, this device has TensorRT {device.tensorrt_version}")
     if problems:
         raise ModelError(f"{engine_path}: cannot run this engine here: {'; '.join(problems)}; {hint}")
-    if speech_features is not None and manifest.kind == "speech":
+    waveform = manifest.metadata.get("showsay.input_kind") == "waveform"  # eats samples: no MFCC settings to agree on
+    if speech_features is not None and manifest.kind == "speech" and not waveform:
         diffs = settings_mismatch(dict(speech_features), manifest.speech_features or {})
         if diffs:
             raise ModelError(

@@ -14,11 +14,11 @@ from typing import Any, Iterable, Iterator, Mapping, Union
 
 import numpy as np
 
-from edge.audio import AudioError
+from edge.audio import AudioError, read_wav
 from edge.bench.manifest import ImageItem, ManifestError, SpeechItem, read_image_manifest, read_speech_manifest
 from edge.features import SpeechFeatureSettings, wav_features
 from edge.images import ImageError, ImageSettings, load_image, preprocess_image
-from edge.model_io import IMAGE_INPUT, SPEECH_INPUT, SPEECH_LENGTHS, ModelError, ModelInfo
+from edge.model_io import IMAGE_INPUT, SPEECH_INPUT, SPEECH_LENGTHS, WAVEFORM_INPUT, ModelError, ModelInfo, model_inputs
 from edge.settings import SettingsError, build
 from edge.fileio import write_atomic
 
@@ -42,6 +42,25 @@ def speech_input(item: Item, features: SpeechFeatureSettings) -> np.ndarray:
         return wav_features(item.path, features)
     except (AudioError, OSError, ValueError) as exc:
         raise ModelError(f"{item.path}: cannot compute speech features ({exc})") from None
+
+
+def speech_model_input(item: Item, info: ModelInfo) -> np.ndarray:
+    """What a speech model eats for one recording: (frames, dim) MFCC features or (samples,) at its rate; errors name the file."""
+    try:
+        return model_inputs(info, [read_wav(item.path, int(info.sample_rate_hz or 16000))])[0]
+    except (AudioError, OSError, ValueError) as exc:
+        raise ModelError(f"{item.path}: cannot read the recording for the speech model ({exc})") from None
+
+
+def fix_samples(wave: np.ndarray, samples: int) -> tuple[np.ndarray, int]:
+    """Crop (centre) or zero-pad a waveform to exactly ``samples``; returns it and the valid length."""
+    n = wave.shape[0]
+    if n >= samples:
+        start = (n - samples) // 2
+        return wave[start : start + samples].astype(np.float32), samples
+    out = np.zeros(samples, np.float32)
+    out[:n] = wave
+    return out, n
 
 
 def image_input(item: Item, settings: ImageSettings) -> np.ndarray:
@@ -82,7 +101,8 @@ def calibration_batches(
     """Fixed-shape input batches (as TensorRT calibration needs) from real files, in a seeded shuffled order.
 
     Speech: ``features`` (batch_size, frames, dim) with each utterance centre-cropped or zero-padded
-    to ``frames`` and ``lengths`` (batch_size,) int32; images: ``images`` (batch_size, C, S, S).
+    to ``frames`` and ``lengths`` (batch_size,) int32, or for waveform models ``waveform``
+    (batch_size, frames) samples the same way; images: ``images`` (batch_size, C, S, S).
     The last incomplete batch is dropped.
     """
     items = list(items)
@@ -92,11 +112,14 @@ def calibration_batches(
     n_batches = len(items) // batch_size
     if max_batches is not None:
         n_batches = min(n_batches, max_batches)
-    if info.kind == "speech":
+    if info.input_kind == "mfcc":
         features = feature_settings_of(info, info.model_id)
     for b in range(n_batches):
         chosen = [items[i] for i in order[b * batch_size : (b + 1) * batch_size]]
-        if info.kind == "speech":
+        if info.input_kind == "waveform":
+            waves = [fix_samples(speech_model_input(it, info), frames) for it in chosen]
+            yield {WAVEFORM_INPUT: np.stack([w for w, _ in waves]), SPEECH_LENGTHS: np.array([n for _, n in waves], np.int32)}
+        elif info.kind == "speech":
             fixed = [fix_frames(speech_input(it, features), frames) for it in chosen]
             yield {
                 SPEECH_INPUT: np.stack([f for f, _ in fixed]).astype(np.float32),
@@ -108,7 +131,9 @@ def calibration_batches(
 
 
 def calibration_shapes(info: ModelInfo, batch_size: int, frames: int) -> dict[str, tuple[int, ...]]:
-    """Input shapes of every calibration batch (the calibration profile is fixed to them)."""
+    """Input shapes of every calibration batch (the calibration profile is fixed to them); ``frames`` are samples for waveform models."""
+    if info.input_kind == "waveform":
+        return {WAVEFORM_INPUT: (batch_size, frames), SPEECH_LENGTHS: (batch_size,)}
     if info.kind == "speech":
         dim = feature_settings_of(info, info.model_id).dim
         return {SPEECH_INPUT: (batch_size, frames, dim), SPEECH_LENGTHS: (batch_size,)}

@@ -161,7 +161,9 @@ def build_engine(
     reference = OnnxEncoder(onnx_path)  # checks the file, its metadata and its input names
     info = reference.info
     device = device_identity(trt, cuda)
-    if info.kind == "speech":
+    if info.input_kind == "waveform":
+        profile = compute_profile("speech", settings, input_kind="waveform")  # a dynamic sample axis
+    elif info.kind == "speech":
         profile = compute_profile("speech", settings, feat_dim=feature_settings_of(info, str(onnx_path)).dim)
     else:
         profile = compute_profile("image", settings, image_settings=info.image_settings)
@@ -260,7 +262,8 @@ def _attach_calibrator(
     items = read_items(csv_path, info.kind)
     max_batch = settings.max_speech_batch if info.kind == "speech" else settings.max_image_batch
     batch = min(settings.calibration_batch, max_batch, len(items))
-    shapes = calibration_shapes(info, batch, settings.opt_frames)
+    length = settings.opt_samples if info.input_kind == "waveform" else settings.opt_frames
+    shapes = calibration_shapes(info, batch, length)
     dtypes = {}
     for i in range(network.num_inputs):
         t = network.get_input(i)
@@ -271,7 +274,7 @@ def _attach_calibrator(
     config.set_calibration_profile(cal_profile)
     # the cache depends on the model: key it by the ONNX's hash so a re-exported model recalibrates
     cache = out_path.with_name(f"{out_path.stem}.int8-{sha256_file(onnx_path)[:12]}.calib")
-    batches = calibration_batches(items, info, batch, settings.opt_frames, max_batches=max_batches)
+    batches = calibration_batches(items, info, batch, length, max_batches=max_batches)
     calibrator = make_entropy_calibrator(trt, cuda, batches, dtypes, batch, cache)
     config.int8_calibrator = calibrator
     log.info("INT8 calibration on %s: up to %d batches of %d", csv_path, min(max_batches, len(items) // batch), batch)

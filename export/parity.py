@@ -21,15 +21,15 @@ from edge.bench.episodes import EpisodeError
 from edge.bench.runner import BenchSettings, run_benchmark
 from edge.config import Config, ConfigError, load_config
 from edge.encoders import DtwSpeech, OnnxEncoder, PixelImage
-from edge.model_io import SPEECH_INPUT, ModelError, ModelInfo
+from edge.model_io import SPEECH_INPUT, WAVEFORM_INPUT, ModelError, ModelInfo
 from edge.trt_manifest import TensorRTSettings, read_manifest, sha256_file
-from export.calibration import Item, feature_settings_of, image_input, read_items, speech_input
+from export.calibration import Item, feature_settings_of, image_input, read_items, speech_model_input
 
 log = logging.getLogger(__name__)
 
 # Lowest acceptable cosine similarity between TensorRT and ONNX Runtime embeddings, by engine precision.
 THRESHOLDS = {"fp32": 0.999, "fp16": 0.999, "int8": 0.99}  # fp32 too: Ampere GPUs run FP32 layers in TF32
-LENGTH_BINS_FRAMES = ((0, 50), (50, 100), (100, 200), (200, 10**9))
+LENGTH_BINS_FRAMES = ((0, 50), (50, 100), (100, 200), (200, 10**9))  # MFCC frames (10 ms); waveform inputs: the same in samples
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,15 +59,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_inputs(items: Sequence[Item], info: ModelInfo, max_items: int, seed: int) -> tuple[Any, list[str], list[str | None]]:
-    """Encoder inputs of a seeded sample of the manifest: feature matrices (speech) or a (N, C, S, S) batch."""
+    """Encoder inputs of a seeded sample of the manifest: feature matrices or waveforms (speech, by input kind) or a (N, C, S, S) batch."""
     rng = np.random.default_rng(seed)
     if len(items) > max_items:
         items = [items[i] for i in sorted(rng.choice(len(items), max_items, replace=False))]
     labels = [it.label for it in items]
     speakers = [getattr(it, "speaker", None) for it in items]
     if info.kind == "speech":
-        features = feature_settings_of(info, info.model_id)
-        return [speech_input(it, features) for it in items], labels, speakers
+        return [speech_model_input(it, info) for it in items], labels, speakers
     assert info.image_settings is not None
     return np.stack([image_input(it, info.image_settings) for it in items]), labels, speakers
 
@@ -137,9 +136,13 @@ class ParityReport:
 
 def compare_encoders(
     reference: Any, candidate: Any, inputs: Any, labels: list[str], speakers: list[str | None],
-    kind: str, threshold: float, chunk: int, episodes: int, seed: int, max_frames: int | None = None,
+    kind: str, threshold: float, chunk: int, episodes: int, seed: int, max_frames: int | None = None, samples_per_frame: int = 1,
 ) -> ParityReport:
-    """Embed the same inputs with both encoders and compare embeddings and one-shot accuracy."""
+    """Embed the same inputs with both encoders and compare embeddings and one-shot accuracy.
+
+    ``max_frames`` and the length bins count the input's first axis (MFCC frames, or samples of a
+    waveform model, given as ``samples_per_frame`` samples per 10 ms frame).
+    """
     skipped = 0
     if kind == "speech" and max_frames is not None:
         keep = [i for i, f in enumerate(inputs) if f.shape[0] <= max_frames]
@@ -152,7 +155,7 @@ def compare_encoders(
     cos = cosine_rows(ref, cand)
     by_length = []
     if kind == "speech":
-        frames = np.array([f.shape[0] for f in inputs])
+        frames = np.array([f.shape[0] // samples_per_frame for f in inputs])  # 10 ms frames either way
         for lo, hi in LENGTH_BINS_FRAMES:
             sel = (frames >= lo) & (frames < hi)
             if sel.any():
@@ -195,7 +198,7 @@ def benchmark_side_by_side(
     speech = read_items(speech_csv, "speech")
     images = read_items(images_csv, "image")
     if reference.info.kind == "speech":
-        features = feature_settings_of(reference.info, str(reference.path))
+        features = feature_settings_of(reference.info, str(reference.path)) if reference.info.input_kind == "mfcc" else cfg.speech_features
         pairs = [(reference, PixelImage()), (candidate, PixelImage())]
     else:
         features = cfg.speech_features
@@ -250,9 +253,12 @@ def run_verify(args: argparse.Namespace) -> int:
         name = f"tensorrt-{manifest.precision}"
         try:
             inputs, labels, speakers = load_inputs(read_items(csv_path, kind), reference.info, args.max_items, args.seed)
-            max_frames = candidate.profile[SPEECH_INPUT]["max"][1] if kind == "speech" else None
+            waveform = reference.info.input_kind == "waveform"
+            max_length = candidate.profile[WAVEFORM_INPUT if waveform else SPEECH_INPUT]["max"][1] if kind == "speech" else None
+            per_frame = int(reference.info.sample_rate_hz or 16000) // 100 if waveform else 1
             threshold = THRESHOLDS.get(manifest.precision, 0.999)
-            report = compare_encoders(reference, candidate, inputs, labels, speakers, kind, threshold, candidate.max_batch, args.episodes, args.seed, max_frames)
+            report = compare_encoders(reference, candidate, inputs, labels, speakers, kind, threshold, candidate.max_batch, args.episodes, args.seed,
+                                      max_length, per_frame)
             if args.speech is not None and args.images is not None:
                 bench = benchmark_side_by_side(reference, candidate, args.speech, args.images, cfg, args.episodes, args.seed, name)
         finally:
@@ -273,6 +279,10 @@ def run_verify(args: argparse.Namespace) -> int:
 def latency_inputs(info: ModelInfo, settings: TensorRTSettings, seed: int = 0) -> list[tuple[str, Any]]:
     """(description, batch) pairs at the shapes the daemon uses: utterances of 0.5, 1 and 3 s; 1 to max image candidates."""
     rng = np.random.default_rng(seed)
+    if info.input_kind == "waveform":  # speech-like noise of 0.5, 1 and 3 s
+        rate = int(info.sample_rate_hz or 16000)
+        lengths = sorted({min(max(n, settings.min_samples), settings.max_samples) for n in (rate // 2, settings.opt_samples, 3 * rate)})
+        return [(f"1 x {n} samples", [(0.1 * rng.standard_normal(n)).astype(np.float32)]) for n in lengths]
     if info.kind == "speech":
         dim = feature_settings_of(info, info.model_id).dim
         lengths = sorted({min(max(f, settings.min_frames), settings.max_frames) for f in (50, settings.opt_frames, 300)})

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import queue
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -90,6 +90,15 @@ def centre_region(image):
 
 
 @dataclass
+class View:
+    view_id: int
+    pair_id: int
+    source: str
+    created_unix: float
+    crop: np.ndarray
+
+
+@dataclass
 class Pair:
     pair_id: int
     label: str | None
@@ -97,6 +106,7 @@ class Pair:
     audio_pcm: np.ndarray
     sample_rate_hz: int
     crop: np.ndarray
+    views: list = field(default_factory=list)
 
 
 class DictMemory:
@@ -105,14 +115,38 @@ class DictMemory:
     def __init__(self) -> None:
         self.rows: dict[int, Pair] = {}
         self.vectors: dict[tuple[int, str], np.ndarray] = {}
+        self.view_vectors: dict[tuple[int, str], np.ndarray] = {}
+        self.next_view = 0
         self.closed = False
 
-    def teach(self, audio_pcm, sample_rate_hz, crop, label=None, embeddings={}):
+    def teach(self, audio_pcm, sample_rate_hz, crop, label=None, embeddings={}, views=()):
         pid = max(self.rows, default=0) + 1
         self.rows[pid] = Pair(pid, label, time.time(), audio_pcm.copy(), sample_rate_hz, crop.copy())
         for enc, vec in embeddings.items():
             self.vectors[(pid, enc)] = np.asarray(vec)
+        for view_crop, view_embeddings in views:
+            self.add_view(pid, view_crop, view_embeddings, source="taught")
         return pid
+
+    def add_view(self, pair_id, crop, embeddings=None, *, source="learned", max_learned=None, word_pair_ids=None):
+        self.next_view += 1
+        self.rows[pair_id].views.append(View(self.next_view, pair_id, source, time.time(), crop.copy()))
+        for enc, vec in (embeddings or {}).items():
+            self.view_vectors[(self.next_view, enc)] = np.asarray(vec)
+        dropped = []
+        if max_learned is not None:
+            word = {pair_id, *(word_pair_ids or ())}
+            learned = sorted((v.view_id for p in word for v in self.rows[p].views if v.source == "learned"), reverse=True)
+            dropped = sorted(learned[max_learned:])
+            for p in word:
+                self.rows[p].views = [v for v in self.rows[p].views if v.view_id not in dropped]
+        return self.next_view, dropped
+
+    def view_embeddings(self, encoder_id):
+        return {vid: v for (vid, enc), v in self.view_vectors.items() if enc == encoder_id}
+
+    def set_view_embedding(self, view_id, encoder_id, vector):
+        self.view_vectors[(view_id, encoder_id)] = np.asarray(vector)
 
     def pairs(self):
         return [self.rows[k] for k in sorted(self.rows)]

@@ -93,7 +93,7 @@ def write_config(tmp: Path, **overrides: dict) -> Path:
 class DaemonProcess:
     """``python -m edge run --config PATH`` with a fake NOTIFY_SOCKET; stdout+stderr to a log file."""
 
-    def __init__(self, config: Path, env: dict, tmp: Path) -> None:
+    def __init__(self, config: Path, env: dict, tmp: Path, args: tuple[str, ...] = ()) -> None:
         self.notify_path = tmp / "notify.sock"
         self.notify_path.unlink(missing_ok=True)  # left by an earlier daemon of the same test
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -102,7 +102,7 @@ class DaemonProcess:
         self._log = self.log_path.open("ab")
         env = {**env, "NOTIFY_SOCKET": str(self.notify_path), "WATCHDOG_USEC": "2000000", "PYTHONUNBUFFERED": "1"}
         env.pop("WATCHDOG_PID", None)
-        self.proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config), *args],
                                      cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self.received: list[str] = []  # every notify line, read all along as systemd does
         self._reader = threading.Thread(target=self._read_notify, daemon=True)

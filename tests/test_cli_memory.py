@@ -9,7 +9,7 @@ import numpy as np
 
 from edge.cli import main
 from edge.control import ControlServer, ControlSettings
-from edge.memory import Memory
+from edge.memory import SCHEMA_VERSION, Memory
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, list[dict], str]:
@@ -54,7 +54,8 @@ def test_list_forget_label_export_import_check(tmp_path: Path, capsys) -> None:
     assert code == 0 and len(out[0]["imported"]) == 2
     code, rows, _ = run_cli(capsys, "memory", "list", "--db", str(other))
     assert [r["label"] for r in rows] == ["spoon", "ball"]
-    assert run_cli(capsys, "memory", "check", "--config", config)[:2] == (0, [{"ok": True, "pairs": 2, "path": str(db)}])
+    assert run_cli(capsys, "memory", "check", "--config", config)[:2] == (
+        0, [{"ok": True, "pairs": 2, "views": 2, "schema_version": SCHEMA_VERSION, "path": str(db)}])
 
 
 def test_missing_or_foreign_file_is_reported_not_created(tmp_path: Path, capsys) -> None:

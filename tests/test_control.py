@@ -278,3 +278,131 @@ def test_bad_socket_mode_is_a_settings_error() -> None:
         build(ControlSettings, {"socket_mode": "rw-rw----"})
     with pytest.raises(SettingsError, match="socket_mode"):
         build(ControlSettings, {"socket_mode": "1777"})
+
+
+# ---------------------------------------------------------------------------- hostile JSON (issue 19 item 13)
+
+
+@pytest.mark.parametrize(
+    "line, error",
+    [
+        (b'{"cmd":"status","id":NaN}\n', "NaN is not a JSON value"),
+        (b'{"cmd":"status","id":Infinity}\n', "Infinity is not a JSON value"),
+        (b'{"cmd":"status","id":-Infinity}\n', "-Infinity is not a JSON value"),
+        (b'{"cmd":"status","id":1e400}\n', "not a finite number"),
+        (b'{"cmd":"status","id":' + b"[" * 5000 + b"]" * 5000 + b"}\n", "nested too deeply"),
+        (b"[" * 20000 + b"]" * 20000 + b"\n", "nested too deeply"),
+        (b'{"cmd":"status","id":[1,[2]]}\n', "'id' must be a string, a number or null"),
+        (b'{"cmd":"teach","label":' + b"[" * 900 + b"]" * 900 + b"}\n", "must be text/null"),
+    ],
+)
+def test_requests_json_cannot_carry_gets_an_error_reply(tmp_path: Path, line: bytes, error: str) -> None:
+    settings = ControlSettings(socket_path=str(tmp_path / "c.sock"), max_message_bytes=65536)
+    with ControlServer(settings, echo_handler) as srv:
+        sock = raw(srv)
+        sock.sendall(line)
+        buf: list[bytes] = []
+        reply = read_line(sock, buf)
+        assert reply["ok"] is False and error in reply["error"], reply
+        assert len(reply["error"]) < 400  # a bounded message, not the request echoed back
+        sock.sendall(b'{"cmd":"status","id":7}\n')  # the same connection goes on
+        assert read_line(sock, buf) == {"ok": True, "state": "idle", "pairs": 2, "id": 7}
+        sock.close()
+
+
+# ---------------------------------------------------------------------------- budgets and idle connections (item 5)
+
+
+def test_idle_connections_cannot_lock_out_a_command(tmp_path: Path) -> None:
+    settings = ControlSettings(socket_path=str(tmp_path / "c.sock"), max_clients=4)
+    with ControlServer(settings, echo_handler) as srv:
+        idle = [raw(srv) for _ in range(4)]  # every command slot held by a client that says nothing
+        half = idle[0]
+        half.sendall(b'{"cmd": "sta')  # one of them half a request (slowloris)
+        wait_until(lambda: srv.client_count == 4)
+        time.sleep(1.2)  # older than EVICT_IDLE_S
+        t0 = time.monotonic()
+        assert ControlClient(srv.path).request({"cmd": "status"}, timeout_s=WAIT_S)["ok"] is True
+        assert time.monotonic() - t0 < 3.0
+        closed = [s for s in idle if _closed_with_error(s)]
+        assert len(closed) >= 1  # the longest idle one made room, and was told why
+        for s in idle:
+            s.close()
+
+
+def _closed_with_error(sock: socket.socket) -> bool:
+    sock.settimeout(0.5)
+    try:
+        data = sock.recv(65536)
+    except (socket.timeout, OSError):
+        return False
+    return b"closed: idle" in data
+
+
+def test_idle_timeout_closes_a_silent_connection_with_a_reason(tmp_path: Path) -> None:
+    settings = ControlSettings(socket_path=str(tmp_path / "c.sock"), idle_timeout_s=0.5)
+    with ControlServer(settings, echo_handler) as srv:
+        sock = raw(srv)
+        sock.sendall(b'{"cmd":"status"}\n')
+        buf: list[bytes] = []
+        assert read_line(sock, buf)["ok"] is True  # a request resets the clock
+        t0 = time.monotonic()
+        reply = read_line(sock, buf)
+        assert reply["ok"] is False and "control.idle_timeout_s" in reply["error"]
+        assert 0.4 < time.monotonic() - t0 < 3.0
+        assert sock.recv(10) == b""
+        sock.close()
+        wait_until(lambda: srv.client_count == 0)
+
+
+def test_subscribers_have_their_own_budget_and_leave_command_slots_free(tmp_path: Path) -> None:
+    settings = ControlSettings(socket_path=str(tmp_path / "c.sock"), max_clients=2, max_subscribers=3)
+    with ControlServer(settings, echo_handler) as srv:
+        subs = []
+        for _ in range(3):
+            s = raw(srv)
+            s.sendall(b'{"cmd":"subscribe","id":"s"}\n')
+            assert read_line(s) == {"ok": True, "subscribed": True, "id": "s"}
+            subs.append(s)
+        wait_until(lambda: srv.subscriber_count == 3)
+        extra = raw(srv)
+        extra.sendall(b'{"cmd":"subscribe"}\n{"cmd":"status"}\n')
+        buf: list[bytes] = []
+        reply = read_line(extra, buf)
+        assert reply["ok"] is False and "max_subscribers=3" in reply["error"]
+        assert read_line(extra, buf)["ok"] is True  # refused as a subscriber, still served as a client
+        two = [ControlClient(srv.path).request({"cmd": "status"}, timeout_s=WAIT_S) for _ in range(2)]
+        assert all(r["ok"] for r in two)
+        srv.publish({"event": "ready"})
+        for s in subs:
+            assert read_line(s) == {"event": "ready"}
+            s.close()
+        extra.close()
+
+
+def test_200_concurrent_requests_are_all_answered(tmp_path: Path) -> None:
+    def slow_status(request: dict) -> dict:
+        time.sleep(0.002)  # a controller's answer takes a little while
+        return echo_handler(request)
+
+    settings = ControlSettings(socket_path=str(tmp_path / "c.sock"), max_clients=4)
+    with ControlServer(settings, slow_status) as srv:
+        n = 200
+        barrier = threading.Barrier(n)
+        replies: list = [None] * n
+
+        def one(i: int) -> None:
+            barrier.wait(timeout=WAIT_S)
+            try:
+                replies[i] = ControlClient(srv.path).request({"cmd": "status", "id": i}, timeout_s=20.0)
+            except ControlError as exc:
+                replies[i] = str(exc)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30.0)
+        answered = [r for r in replies if isinstance(r, dict) and r.get("ok")]
+        assert len(answered) == n, {str(r)[:80] for r in replies if r not in answered}
+        assert sorted(r["id"] for r in answered) == list(range(n))

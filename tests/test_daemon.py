@@ -10,6 +10,7 @@ from edge.daemon import AnswerSettings, Controller, TeachSettings, run_in_thread
 from edge.encoders import DtwSpeech, PixelImage
 from edge.features import SpeechFeatureSettings
 from edge.matching import MatchSettings
+from edge.vad import Utterance
 from tests.daemon_fakes import (
     BOXES,
     DictMemory,
@@ -370,3 +371,85 @@ def test_teach_over_the_socket_with_a_label():
     rig.frames.show(scene("triangle", None, None))
     rig.say(2)
     assert rig.run_until("resolved")["label"] == "tent"
+
+
+def test_teaching_waits_longer_for_the_end_of_the_name():
+    """While teaching the endpointer uses vad.teach_end_silence_ms; back to end_silence_ms once taught or cancelled."""
+    from edge.vad import Endpointer, VadSettings
+
+    rig = Rig()
+    rig.ctrl.endpointer = real = Endpointer(VadSettings(end_silence_ms=240, teach_end_silence_ms=600))
+    frames = lambda: real._end_frames  # noqa: E731 - 30 ms frames in the end window
+    assert frames() == 8
+    rig.ctrl.press()
+    rig.run_until("teach_started")
+    assert frames() == 20
+    rig.ctrl.press()  # a second press cancels
+    rig.run_until("teach_cancelled")
+    assert frames() == 8
+
+
+def test_restart_with_the_keywords_encoder_reembeds_the_taught_audio_as_waveforms(tmp_path):
+    """From an old config's 'default' (the triplet, MFCC frames, fused with DTW) to keywords (16 kHz samples): every pair kept."""
+    from edge.encoders import EncoderSettings, load_speech_encoder
+    from edge.memory import Memory
+
+    memory = Memory(tmp_path / "memory.sqlite3")
+    first = Rig(memory=memory, speech_encoder=load_speech_encoder(EncoderSettings(speech="default"), SpeechFeatureSettings()))
+    first.teach(0, "circle")
+    first.teach(1, "square")
+    memory.close()
+    memory = Memory(tmp_path / "memory.sqlite3")
+    keywords = load_speech_encoder(EncoderSettings(), SpeechFeatureSettings())  # the config default
+    assert keywords.input_kind == "waveform" and keywords.encoder_id.startswith("speech-keywords-")
+    second = Rig(memory=memory, speech_encoder=keywords)
+    assert second.ctrl.load_memory() == 2
+    stored = memory.embeddings(keywords.encoder_id)
+    assert sorted(stored) == [1, 2] and all(v.shape == (96,) for v in stored.values())
+    second.frames.show(scene("square", None, "circle"))
+    second.say(1)
+    assert second.run_until("resolved")["box"] == list(BOXES[0])
+    asked = second.ctrl.answer(word(0), 16000)  # the path of 'showsay ask'
+    assert asked["event"] == "resolved" and asked["pair_id"] == 1 and asked["box"] == list(BOXES[2])
+    memory.close()
+
+
+class PausingEndpointer(EnergyEndpointer):
+    """Like EnergyEndpointer, but the utterance ends at the second quiet frame and is offered (pending) at the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.quiet = 0
+        self.offer = None
+
+    def push(self, frame):
+        if np.abs(frame.pcm).max() > 1000:
+            self.quiet = 0
+            self.frames.append(frame)
+            return None
+        if not self.frames:
+            return None
+        self.quiet += 1
+        if self.quiet == 1:
+            self.offer = Utterance(np.concatenate([f.pcm for f in self.frames]), 16000, self.frames[0].time_s, self.frames[-1].time_s)
+            return None
+        self.quiet = 0
+        return self.flush()
+
+    def pending(self):
+        offer, self.offer = self.offer, None
+        return offer
+
+
+def test_the_speech_side_of_a_request_is_computed_at_its_first_pause():
+    rig = Rig()
+    rig.ctrl.endpointer = PausingEndpointer()
+    rig.teach(0, "circle")
+    rig.frames.show(scene("circle", None, None))
+    rig.say(0)
+    ev = rig.run_until("resolved")
+    assert ev["speech_precomputed"] is True and ev["box"] == list(BOXES[0])
+    assert ev["timings_ms"]["speech_embedding"] > 0  # its cost is still reported
+    rig.ctrl.endpointer = EnergyEndpointer()  # no pending(): computed when the utterance ends
+    rig.say(0)
+    assert rig.run_until("resolved")["speech_precomputed"] is False

@@ -22,6 +22,7 @@ from edge.memory import (
     MemoryFileError,
     MemoryInputError,
     MemorySettings,
+    SCHEMA_VERSION,
     decode_wav,
 )
 
@@ -234,7 +235,7 @@ def test_new_file_is_marked_as_ours_and_missing_file_is_not_created_on_request(t
     Memory.from_settings(MemorySettings(state_dir=str(path.parent), db_name=path.name)).close()
     con = sqlite3.connect(path)
     assert con.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     con.close()
     assert sorted(p.name for p in path.parent.iterdir()) == ["memory.sqlite3"]  # no temporary left behind

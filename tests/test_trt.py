@@ -816,7 +816,11 @@ def test_check_verify_and_latency_commands_run_engines(tmp_path, speech_onnx, im
     cfg = tmp_path / "daemon.yaml"
     cfg.write_text("encoders: {backend: tensorrt, speech: speech.onnx, image: image.engine}\n")
     assert main(["check", "--config", str(cfg)]) == 0
-    assert "ok (speech encoder speech-tiny-s0+dtw, image encoder image-tiny-s0)" in capsys.readouterr().out  # fused with DTW by default
+    # a model of the user's own records no chosen DTW weight: fuse_dtw null means the embedding alone
+    assert "ok (speech encoder speech-tiny-s0, image encoder image-tiny-s0)" in capsys.readouterr().out
+    cfg.write_text("encoders: {backend: tensorrt, speech: speech.onnx, image: image.engine, fuse_dtw: 0.5}\n")
+    assert main(["check", "--config", str(cfg)]) == 0
+    assert "ok (speech encoder speech-tiny-s0+dtw, image encoder image-tiny-s0)" in capsys.readouterr().out
     cfg.write_text("encoders: {backend: tensorrt, speech: speech.onnx}\nspeech_features: {n_mfcc: 20}\n")
     assert main(["check", "--config", str(cfg)]) == 1
     assert "n_mfcc: config has 20, model has 13" in capsys.readouterr().err

@@ -132,3 +132,42 @@ def test_listen_command_on_a_wav(words, tmp_path, capsys):
         assert WavFileSource(line["wav"]).frame_count == round(line["duration_ms"] / 30)
     assert main(["listen", "--wav", str(tmp_path / "missing.wav")]) == 1
     assert "missing.wav" in capsys.readouterr().err
+
+
+def test_a_pause_inside_a_request_splits_it_unless_the_end_silence_is_longer(words, tmp_path):
+    """The default end silence (240 ms) answers sooner; teaching uses teach_end_silence_ms (600) to keep a name whole."""
+    path = tmp_path / "paused.wav"
+    spans = compose([0.5, words["apple"], 0.1, words["banana"], 1.0], path)  # "apple ... banana": espeak's own silence makes it about 470 ms
+    assert 0.35 < spans[1][0] - spans[0][1] < 0.55
+    assert len(Endpointer().segment_wav(path)) == 2
+    patient = Endpointer()
+    patient.set_end_silence_ms(VadSettings().teach_end_silence_ms)
+    (whole,) = patient.segment_wav(path)
+    assert whole.duration_ms > 1000
+    apart = tmp_path / "apart.wav"
+    compose([0.5, words["apple"], 0.9, words["banana"], 1.0], apart)  # two requests 0.9 s apart stay two either way
+    assert len(patient.segment_wav(apart)) == 2
+
+
+def test_pending_offers_the_utterance_as_it_will_end_once_per_pause(words, tmp_path):
+    path = tmp_path / "one.wav"
+    compose([0.5, words["apple"], 1.0], path)
+    ep = Endpointer()
+    source = WavFileSource(path, frame_ms=30, sample_rate_hz=16000, start_time_s=0.0)
+    source.start()
+    offered, ended = [], []
+    while not source.closed:
+        frame = source.read(0.1)
+        if frame is None:
+            continue
+        utt = ep.push(frame)
+        if utt is not None:
+            ended.append((utt, frame.time_s))
+        else:
+            ahead = ep.pending()
+            if ahead is not None:
+                offered.append((ahead, frame.time_s))
+    assert len(offered) == 1 and len(ended) == 1
+    (ahead, offered_at), (utt, ended_at) = offered[0], ended[0]
+    assert np.array_equal(ahead.pcm, utt.pcm) and (ahead.start_s, ahead.end_s) == (utt.start_s, utt.end_s)
+    assert 0.05 <= ended_at - offered_at <= 0.2  # offered post_roll_ms after the last voiced frame, before the end silence ran out

@@ -1,7 +1,10 @@
 """Benchmark manifests: CSV files listing recordings (path,label,speaker) or images (path,label[,view]).
 
-Paths are relative to the CSV file. ``view`` is optional: the position of an image among the
-views of its object (a turntable step), used to keep support and matching views apart.
+Paths are relative to the CSV file's folder, or absolute. ``showsay data`` writes a path relative
+only when the file lies inside that folder's tree, so a manifest moved with its files keeps working
+and one moved without them still finds them. ``view`` is optional: the position of an image among
+the views of its object (a turntable step), used to keep support and matching views apart.
+:func:`check_files` finds every missing or unreadable file of a manifest at once, before a run.
 """
 from __future__ import annotations
 
@@ -76,8 +79,57 @@ def read_image_manifest(path: str | os.PathLike) -> list[ImageItem]:
     return items
 
 
+def manifest_path(file: str | os.PathLike, manifest: str | os.PathLike) -> str:
+    """How a manifest at ``manifest`` names ``file``: relative when the file is inside the manifest's folder tree, else absolute."""
+    target, base = Path(file).resolve(), Path(manifest).resolve().parent
+    try:
+        return target.relative_to(base).as_posix()
+    except ValueError:
+        return str(target)
+
+
+AUDIO_MAGIC = {b"RIFF": "wav", b"RF64": "wav", b"fLaC": "FLAC"}
+IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*")  # png, jpg, bmp, tiff (webp: RIFF....WEBP)
+MAX_LISTED = 20
+
+
+def _file_problem(path: Path, kind: str) -> str | None:
+    """Why a listed file cannot be used (None when its header looks right)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+    except FileNotFoundError:
+        return "no such file"
+    except IsADirectoryError:
+        return "a folder, not a file"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if kind == "speech":
+        if head[:4] in AUDIO_MAGIC and (head[:4] == b"fLaC" or head[8:12] == b"WAVE"):
+            return None
+        return f"not a wav or FLAC file (starts with {head[:4]!r})" if head else "an empty file"
+    if head.startswith(IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return None
+    return f"not a png or jpg image (starts with {head[:4]!r})" if head else "an empty file"
+
+
+def check_files(manifest: str | os.PathLike, items: list[SpeechItem] | list[ImageItem]) -> None:
+    """Raise one ManifestError listing every file of ``items`` that is missing, unreadable or of the wrong kind.
+
+    Only the file's first bytes are read (a header that looks right may still hide a broken body,
+    which the run then reports by name).
+    """
+    kind = "speech" if items and isinstance(items[0], SpeechItem) else "image"
+    bad = [(it.path, why) for it in items if (why := _file_problem(Path(it.path), kind)) is not None]
+    if not bad:
+        return
+    listed = "\n".join(f"  {p}: {why}" for p, why in bad[:MAX_LISTED])
+    more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
+    raise ManifestError(f"{manifest}: {len(bad)} of {len(items)} listed files cannot be used:\n{listed}{more}")
+
+
 def write_manifest(path: Path, header: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
-    """Write a manifest CSV (paths in ``rows`` must already be relative to ``path``'s folder)."""
+    """Write a manifest CSV (paths in ``rows`` as :func:`manifest_path` gives them: relative to ``path``'s folder, or absolute)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)

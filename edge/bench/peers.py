@@ -52,6 +52,9 @@ class EfficientWordNetSpeech:
     """The peer's embedder behind the benchmark's speech-encoder interface (raw audio in)."""
 
     metric: SpeechMetric = "cosine"
+    input_kind = "waveform"
+    sample_rate_hz = EWN_RATE_HZ
+    protocol = "pretrained"  # trained elsewhere, on data not documented as free of digit words
 
     def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
         import onnxruntime as ort
@@ -81,6 +84,8 @@ class EfficientWordNetSpeech:
         self.embedded += len(utterances)
         return np.stack(out) if out else np.zeros((0, 2048), np.float32)
 
-    def embed(self, features: Sequence[np.ndarray]) -> np.ndarray:
-        """Not usable on MFCC features: the peer needs raw audio (see embed_audio)."""
-        raise TypeError("efficientword-net embeds raw audio, not MFCC features; call embed_audio")
+    def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """The same as :meth:`embed_audio` (the peer's input is the waveform); feature matrices are refused."""
+        if any(np.ndim(w) != 1 for w in waveforms):
+            raise TypeError("efficientword-net embeds raw audio (1-D samples at 16 kHz), not feature matrices")
+        return self.embed_audio(waveforms)

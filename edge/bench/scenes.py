@@ -30,7 +30,7 @@ from edge.candidates import Box, iou  # boxes are (x, y, w, h) pixels, as the fi
 from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops, support_set_for
 from edge.features import SpeechFeatureSettings
 from edge.images import load_image
-from edge.matching import DISTANCE_ONLY, MatchSettings, cosine_distances
+from edge.matching import DISTANCE_ONLY, MatchSettings
 from edge.settings import setting
 
 log = logging.getLogger(__name__)
@@ -290,14 +290,15 @@ def run_scene_benchmark(
     """
     ranking = MatchSettings(unknown_word_distance=None, not_in_view_distance=none_of_them_distance, mutual_exclusivity=settings.mutual_exclusivity,
                             word_best_of=settings.word_best_of, dtw_warp=settings.dtw_warp)
-    sampler = EpisodeSampler(list(speech), list(images), settings.ways, settings.shots, settings.queries, settings.speakers, settings.min_view_gap)
+    sampler = EpisodeSampler(list(speech), list(images), settings.ways, settings.shots, settings.queries, settings.speakers, settings.min_view_gap,
+                             teach_views=settings.teach_views, teach_view_step=settings.teach_view_step)
     cache = EmbeddingCache(speech, images, speech_enc, image_enc, features)
     mm, mm_dist, im, recall, n_cands = [], [], [], [], []
     t_start = time.perf_counter()
     for seed in settings.seeds:
         rng = np.random.default_rng(seed)
         episodes = [sampler.sample(rng) for _ in range(settings.episodes)]
-        cache.fill({i for ep in episodes for i in (*ep.support_speech, *ep.queries)}, {i for ep in episodes for i in ep.support_images}, progress=False,
+        cache.fill({i for ep in episodes for i in (*ep.support_speech, *ep.queries)}, {i for ep in episodes for k in range(len(ep.support_images)) for i in ep.views_of(k)}, progress=False,
                    warp_idx={i for ep in episodes for i in ep.queries}, warp=settings.dtw_warp)
         for ep in episodes:
             scene = compose_scene(backgrounds[rng.integers(len(backgrounds))], [load_image(images[i].path) for i in ep.matching], rng, scene_settings)
@@ -316,6 +317,7 @@ def run_scene_benchmark(
     return {
         "ways": settings.ways, "shots": settings.shots, "episodes": settings.episodes, "queries": settings.queries,
         "seeds": list(settings.seeds), "min_view_gap": settings.min_view_gap, "speakers": settings.speakers,
+        "teach_views": settings.teach_views, "teach_view_step": settings.teach_view_step,
         "speech_encoder": speech_enc.encoder_id, "image_encoder": image_enc.encoder_id,
         "mutual_exclusivity": settings.mutual_exclusivity, "word_best_of": settings.word_best_of, "dtw_warp": settings.dtw_warp, "none_of_them_distance": none_of_them_distance, "accuracy": acc, "ci95": ci,
         "accuracy_distance_only": acc_dist, "ci95_distance_only": ci_dist, "image_accuracy": im_acc, "image_ci95": im_ci,
@@ -333,15 +335,15 @@ def _score_scene_episode(
     cand = embed_crops(image_enc, crops_of(scene.frame, boxes))  # (C, E)
     covers = np.array([[iou(b, t) >= IOU_HIT for t in scene.boxes] for b in boxes])  # (C, L): candidate c covers object k
     support = support_set_for(cache.speech_enc)
-    for pid, (s, i, lab) in enumerate(zip(ep.support_speech, ep.support_images, ep.support_labels)):
-        support.add(pid, cache.speech[s], cache.images[i], None if pairs_as_words else lab)
+    for pid, (s, lab) in enumerate(zip(ep.support_speech, ep.support_labels)):
+        support.add(pid, cache.speech[s], np.stack([cache.images[i] for i in ep.views_of(pid)]), None if pairs_as_words else lab)
     right = right_dist = 0
     for q in ep.queries:
         k = ep.classes.index(cache.speech_items[q].label)
         row, _ = support.nearest_utterance(cache.speech[q], ranking.word_best_of, cache.warped.get(q, ()))
         right += bool(covers[support.rank_candidates(row, cand, ranking)[0].index, k])
         right_dist += bool(covers[support.rank_candidates(row, cand, DISTANCE_ONLY)[0].index, k])
-    dist = cosine_distances(support.image_embeddings(), cand)  # (L*K, C)
+    dist = support.pair_image_distances(cand).T  # (L*K, C): each pair's nearest view
     right_im = 0
     for k, c in enumerate(ep.classes):
         rows = [r for r, lab in enumerate(ep.support_labels) if lab == c]

@@ -35,10 +35,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", default="10,1000,10000", help="support-set sizes, comma-separated (default 10,1000,10000)")
     p.add_argument("--candidates", type=int, default=10, help="candidates in view (default 10)")
     p.add_argument("--requests", type=int, default=100, help="requests per measurement (default 100)")
-    p.add_argument("--speech-encoder", action="append", help="speech encoder(s) to measure (default: dtw and the shipped one if present)")
+    p.add_argument("--speech-encoder", action="append", help="speech encoder(s) to measure (default: dtw and every shipped one: keywords, triplet, ensemble)")
     p.add_argument("--image-encoder", action="append", help="image encoder(s) to measure (default: pixels and every shipped one present)")
     p.add_argument("--json", help="write the results here as JSON")
     p.set_defaults(func=run_latency)
+
+    p = sub.add_parser("bench-endpoint", help="end of word to answer (p50/p95) through the real endpointer; words split, merged, missed")
+    p.add_argument("--config", help="config whose vad and encoders are measured (default: the built-in defaults)")
+    p.add_argument("--end-silence-ms", help="vad.end_silence_ms values to compare, comma-separated (default: the config's)")
+    p.add_argument("--words", help="also recorded words: a manifest CSV path,label,speaker (e.g. the real-speaker validation clips)")
+    p.add_argument("--max-words", type=int, default=400, help="most recorded words laid out (default 400)")
+    p.add_argument("--gap-s", type=float, default=1.5, help="silence between recorded words, s (default 1.5)")
+    p.add_argument("--noise-dbfs", type=float, default=-60.0, help="white noise under the recorded words, dBFS (default -60)")
+    p.add_argument("--pauses-ms", default="", help="also two words of one speaker joined by these pauses (ms, comma-separated): splits counted")
+    p.add_argument("--json", help="write the results here as JSON")
+    p.set_defaults(func=run_endpoint)
 
     p = sub.add_parser("bench-idle", help="daemon CPU use and resident memory while listening to silence with a camera running")
     p.add_argument("--config", help="config to run (default: built-in defaults with the baseline encoders)")
@@ -51,10 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _available(kind: str) -> list[str]:
-    from edge.encoders import MODELS_DIR, SHIPPED_IMAGE, SHIPPED_SPEECH
+    from edge.encoders import MODELS_DIR, OLD_SPEECH_NAMES, SHIPPED_IMAGE, SHIPPED_SPEECH
 
-    if kind == "speech":
-        return ["dtw"] + [n for n, f in SHIPPED_SPEECH.items() if (MODELS_DIR / f).is_file()]
+    if kind == "speech":  # every shipped file once (an old name is the same file as the new one)
+        return ["dtw"] + [n for n, f in SHIPPED_SPEECH.items() if (MODELS_DIR / f).is_file() and n not in OLD_SPEECH_NAMES]
     files = {}
     for name, f in SHIPPED_IMAGE.items():
         if (MODELS_DIR / f).is_file() and f not in files.values():
@@ -175,6 +186,89 @@ def run_latency(args: argparse.Namespace) -> int:
                 print(f"{res['speech_encoder']:>18} {res['image_encoder']:>22} {n:>6} {res['candidates']:>5} {res['p50_ms']:>8.2f} {res['p95_ms']:>8.2f} "
                       f"{res['uncached_p50_ms']:>8.2f}/{res['uncached_p95_ms']:<8.2f}  "
                       f"{pp['features']:.2f}/{pp['speech_embedding']:.2f}/{pp['candidate_embeddings']:.2f}/{pp['match']:.2f}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results}, indent=2) + "\n")
+    return 0
+
+
+def _answer_clock(cfg: Any) -> Any:
+    """A function utterance -> answer latency (ms) of the controller's own answer path, with the config's encoders.
+
+    The support set holds the bundled session's utterances (taught words), a table frame is in view
+    and its candidates are embedded beforehand, as while the person speaks.
+    """
+    from edge.camera import StaticFrames
+    from edge.candidates import make_finder, teach_region
+    from edge.daemon import Controller
+    from edge.encoders import embed_crops, load_image_encoder, load_speech_encoder
+
+    speech = load_speech_encoder(cfg.encoders, cfg.speech_features)
+    image = load_image_encoder(cfg.encoders)
+    frames = StaticFrames([_table_frame()])
+    frames.start()
+    ctrl = Controller(
+        speech_encoder=speech, image_encoder=image, feature_settings=cfg.speech_features, memory=_NoMemory(),  # type: ignore[arg-type]
+        audio=None, endpointer=None, frames=frames, finder=make_finder(cfg.candidates),  # type: ignore[arg-type]
+        teach_region=lambda img: teach_region(img, cfg.candidates), matching=cfg.matching, utterances=cfg.utterances,
+    )
+    crops = [c.crop for c in ctrl.finder.find(frames.latest().image)] or [frames.latest().image]
+    image_reps = embed_crops(image, crops)
+    for i, u in enumerate(_utterances()):
+        ctrl.support.add(i + 1, ctrl.embed_speech(u.pcm, u.sample_rate_hz), image_reps[i % len(image_reps)], None)
+
+    ctrl.prefetch_view()  # the candidates embedded while the person spoke (a static frame: the cache stays valid)
+
+    def answer_ms(utt: Any) -> tuple[float, float]:
+        """(speech side, the rest) of the answer, ms: the daemon computes the first at the utterance's first pause."""
+        event = ctrl.answer(utt.pcm, utt.sample_rate_hz)
+        if not event.get("view_cached", True):
+            raise RuntimeError("the prefetched view was not used")
+        t = event.get("timings_ms", {})
+        speech = float(t.get("features", 0.0)) + float(t.get("speech_embedding", 0.0))
+        return speech, max(0.0, float(event["latency_ms"]) - speech)
+
+    answer_ms(_utterances()[0])  # warm the sessions up: the daemon has answered before
+    return answer_ms
+
+
+def run_endpoint(args: argparse.Namespace) -> int:
+    """End of word to answer on the bundled session (and recorded words), per end-silence setting."""
+    from edge.audio import read_wav
+    from edge.bench.endpointing import end_of_word, lay_out, paused_pairs, words_in
+    from edge.bench.manifest import ManifestError, read_speech_manifest
+    from edge.config import ConfigError, load_config
+    from edge.model_io import ModelError
+
+    logging.getLogger("edge.daemon").setLevel(logging.WARNING)
+    logging.getLogger("edge.vad").setLevel(logging.WARNING)
+    try:
+        cfg = load_config(args.config)
+        silences = [int(x) for x in args.end_silence_ms.split(",")] if args.end_silence_ms else [cfg.vad.end_silence_ms]
+        answer_ms = _answer_clock(cfg)
+        script = json.loads((SAMPLES_DIR / "session.json").read_text())
+        said = script["teach"] + script["requests"]
+        session = read_wav(SAMPLES_DIR / "session.wav", 16000)
+        streams = [("bundled session", session, words_in(session, [w["speech_s"] for w in said], [w["word"] for w in said]))]
+        if args.words:
+            items = read_speech_manifest(args.words)[: args.max_words]
+            clips = [read_wav(i.path, 16000) for i in items]
+            streams.append((f"recorded words ({args.words})", *lay_out(clips, [i.label for i in items], args.gap_s, args.noise_dbfs)))
+            for pause in [float(x) for x in args.pauses_ms.split(",") if x.strip()]:
+                pairs = paused_pairs(clips, [i.speaker for i in items], pause)
+                streams.append((f"two words, {pause:g} ms pause", *lay_out(pairs, ["pair"] * len(pairs), args.gap_s, args.noise_dbfs)))
+    except (ConfigError, ModelError, ManifestError, OSError, ValueError) as exc:
+        print(f"showsay bench-endpoint: {exc}", file=sys.stderr)
+        return 1
+    results = []
+    print("| stream | end_silence_ms | words | utterances | split | merged | missed | endpointing p50 / p95 ms | end of word to answer p50 / p95 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, samples, words in streams:
+        for ms in silences:
+            vad = dataclasses.replace(cfg.vad, end_silence_ms=ms, end_voiced_ratio=min(cfg.vad.end_voiced_ratio, cfg.vad.start_voiced_ratio - 0.01))
+            res = end_of_word(samples, words, vad, answer_ms).summary()
+            results.append({"stream": name, "end_silence_ms": ms, **res})
+            print(f"| {name} | {ms} | {res['words']} | {res['utterances']} | {res['split']} | {res['merged']} | {res['missed']} | "
+                  f"{res['endpoint_p50_ms']} / {res['endpoint_p95_ms']} | {res['answer_p50_ms']} / {res['answer_p95_ms']} |", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results}, indent=2) + "\n")
     return 0

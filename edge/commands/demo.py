@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
 ANSWERS = ("resolved", "unknown_word", "not_in_view")
 
@@ -61,14 +63,68 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="out/demo", help="directory for the annotated answer images and events.jsonl (default out/demo)")
     p.add_argument("--samples", default=str(SAMPLES_DIR), help="directory with session.wav, scene.mp4, session.json and demo.yaml")
     p.add_argument("--config", default=None, help="config to run with instead of the samples' demo.yaml (encoders, thresholds)")
+    p.add_argument("--web-port", type=int, metavar="PORT",
+                   help="serve the operator's page on this port while the demo runs (0 = any free port; bind and token from the config's web section)")
+    p.add_argument("--web-hold-s", type=float, default=0.0, metavar="S",
+                   help="with --web-port: keep the daemon and its page up this long after the session ends, s")
     p.set_defaults(func=run)
 
 
-def demo_config(path: Path, state_dir: Path, out: Path, samples: Path) -> Any:
-    """The demo's config with its state, socket, answer images and camera pointed at the demo's files."""
+class SilenceAfter:
+    """An audio source that goes on with real-time silence for ``seconds`` after ``source`` ends, then ends too."""
+
+    def __init__(self, source: Any, seconds: float, frame_ms: int, sample_rate_hz: int = 16000) -> None:
+        self.source = source
+        self.seconds = seconds
+        self.frame_s = frame_ms / 1000.0
+        self.frame_samples = sample_rate_hz * frame_ms // 1000
+        self.rate = sample_rate_hz
+        self.closed = False
+        self._next_s: float | None = None
+        self._end_s = 0.0
+
+    @property
+    def dropped_frames(self) -> int:
+        """Frames the file source dropped."""
+        return self.source.dropped_frames
+
+    def start(self) -> None:
+        """Start the file source."""
+        self.source.start()
+
+    def read(self, timeout_s: float) -> Any:
+        """The file's next frame, then silence paced like a microphone; None on timeout or at the end."""
+        from edge.hearing import AudioFrame
+
+        if not self.source.closed:
+            return self.source.read(timeout_s)
+        now = time.monotonic()
+        if self._next_s is None:
+            self._next_s, self._end_s = now, now + self.seconds
+        if self.closed or self._next_s >= self._end_s:
+            self.closed = True
+            return None
+        wait = self._next_s + self.frame_s - now
+        if wait > timeout_s:
+            time.sleep(max(0.0, timeout_s))
+            return None
+        time.sleep(max(0.0, wait))
+        frame = AudioFrame(np.zeros(self.frame_samples, np.int16), self._next_s, self.rate)
+        self._next_s += self.frame_s
+        return frame
+
+    def close(self) -> None:
+        """End now."""
+        self.source.close()
+        self.closed = True
+
+
+def demo_config(path: Path, state_dir: Path, out: Path, samples: Path, web_port: int | None = None) -> Any:
+    """The demo's config with its state, socket, answer images and camera pointed at the demo's files (and the page on, given a port)."""
     from edge.config import load_config
 
     cfg = load_config(path)
+    web = cfg.web if web_port is None else dataclasses.replace(cfg.web, enabled=True, port=web_port)
     return dataclasses.replace(
         cfg,
         memory=dataclasses.replace(cfg.memory, state_dir=str(state_dir)),
@@ -76,6 +132,7 @@ def demo_config(path: Path, state_dir: Path, out: Path, samples: Path) -> Any:
         answers=dataclasses.replace(cfg.answers, save_dir=str(out / "answers")),
         camera=dataclasses.replace(cfg.camera, source=str(samples / "scene.mp4"), loop_file=False),
         button=dataclasses.replace(cfg.button, kind="none"),
+        web=web,
     )
 
 
@@ -101,11 +158,14 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="showsay-demo-") as tmp:
         daemon = None
         try:  # what `showsay run` refuses to start on (a bad config or model file) is reported, not raised
-            cfg = demo_config(Path(args.config) if args.config else samples / "demo.yaml", Path(tmp), out, samples)
+            web_port = getattr(args, "web_port", None)
+            hold_s = max(0.0, getattr(args, "web_hold_s", 0.0)) if web_port is not None else 0.0
+            cfg = demo_config(Path(args.config) if args.config else samples / "demo.yaml", Path(tmp), out, samples, web_port)
             relay = EventRelay()
+            audio = WavFileSource(samples / "session.wav", frame_ms=cfg.microphone.frame_ms, realtime=True)
             daemon = Daemon(
                 cfg,
-                audio=WavFileSource(samples / "session.wav", frame_ms=cfg.microphone.frame_ms, realtime=True),
+                audio=SilenceAfter(audio, hold_s, cfg.microphone.frame_ms) if hold_s > 0 else audio,
                 frames=Camera(cfg.camera, on_event=relay),
                 button=ScriptedButton([t["press_s"] for t in script["teach"]]),
                 listeners=[events.put],
@@ -115,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
                   f"and {samples / 'scene.mp4'}; memory in {tmp}")
             t0 = time.monotonic()
             daemon.start()
+            if daemon.web is not None:
+                print(f"showsay demo: the operator's page is on http://{_url_host(cfg.web.bind)}:{daemon.web.port}/"
+                      + (f" (kept up {hold_s:g} s after the session)" if hold_s > 0 else ""), flush=True)
         except (ConfigError, ModelError, MemoryError_, OSError, ValueError, RuntimeError) as exc:
             print(f"showsay demo: cannot start: {exc}", file=sys.stderr)
             if daemon is not None:
@@ -125,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         answers: list[dict] = []
         with (out / "events.jsonl").open("w") as log_file:
             try:
-                deadline = t0 + script["duration_s"] + 30.0
+                deadline = t0 + script["duration_s"] + 30.0 + hold_s
                 while time.monotonic() < deadline:
                     try:
                         event = events.get(timeout=0.2)
@@ -140,7 +203,16 @@ def run(args: argparse.Namespace) -> int:
     return _summary(script, taught, answers, out)
 
 
+def _url_host(bind: str) -> str:
+    host = bind.strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
 def _report(event: dict, at_s: float, script: dict, taught: list, answers: list, client: Any) -> None:
+    from edge.narrate import describe
+
     name = event["event"]
     stamp = f"[{at_s:5.1f} s]"
     if name == "teach_started":
@@ -150,8 +222,7 @@ def _report(event: dict, at_s: float, script: dict, taught: list, answers: list,
     elif name == "taught":
         taught.append(event)
         word = script["teach"][len(taught) - 1]["word"] if len(taught) <= len(script["teach"]) else None
-        print(f"{stamp} learned pair {event['pair_id']} from {event['utterance_ms']} ms of speech and the crop at {event['box']} "
-              f"(sharpest of the sampled frames: {event['sharpness']})")
+        print(f"{stamp} {describe(event)}")
         if word is not None:
             reply = client.request({"cmd": "label", "pair_id": event["pair_id"], "label": word}, timeout_s=10.0)
             print(f"{stamp}   labelled pair {event['pair_id']} {word!r} over the control socket: {'ok' if reply.get('ok') else reply}")
@@ -159,20 +230,11 @@ def _report(event: dict, at_s: float, script: dict, taught: list, answers: list,
         answers.append(event)
         i = len(answers) - 1
         said = script["requests"][i]["word"] if i < len(script["requests"]) else "?"
-        if name == "resolved":
-            what = f"found {event['label'] or 'pair %d' % event['pair_id']} at {event['box']}"
-            dist = f"speech {event['speech_distance']:.3f}, image {event['image_distance']:.3f}"
-        elif name == "unknown_word":
-            what = "unknown word"
-            dist = f"nearest taught word at speech distance {event.get('speech_distance')}"
-        else:
-            what = f"{event['label'] or 'pair %s' % event.get('pair_id')} is not in view"
-            dist = f"best candidate at image distance {event.get('image_distance')}"
-        print(f"{stamp} request (the session says {said!r}): {what} ({dist}; {event['latency_ms']:.1f} ms)")
+        print(f"{stamp} request (the session says {said!r}): {describe(event)}")
         if event.get("image"):
             print(f"{stamp}   answer image: {event['image']}")
     elif name in ("error", "device_lost", "device_recovered", "utterance_dropped"):
-        print(f"{stamp} {name}: {json.dumps({k: v for k, v in event.items() if k not in ('event', 'time_unix')})}")
+        print(f"{stamp} {describe(event)}")
 
 
 def _summary(script: dict, taught: list, answers: list, out: Path) -> int:

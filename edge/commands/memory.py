@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from edge.config import Config, ConfigError, load_config
-from edge.memory import Memory, MemoryError_
+from edge.memory import SCHEMA_VERSION, Memory, MemoryError_
 
 CHANGING = {"forget", "label", "import"}
 
@@ -39,12 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("pair_id", type=int, metavar="ID")
     q.add_argument("text", metavar="TEXT")
     q.add_argument("--force", action="store_true", help="even while the daemon runs")
-    q = add("export", "write every pair to a new directory (wav + png + json each, plus index.json)")
+    q = add("export", "write every pair to a new directory (wav + png + json each, a png per further view, plus index.json)")
     q.add_argument("dir", metavar="DIR")
     q = add("import", "add the pairs of an export directory (all or nothing; pairs already stored are skipped)")
     q.add_argument("dir", metavar="DIR")
     q.add_argument("--force", action="store_true", help="even while the daemon runs")
-    add("check", "run SQLite's integrity check and verify every pair's bytes (exit 1 on any problem)")
+    add("check", "run SQLite's integrity check and verify every pair's and view's bytes (exit 1 on any problem)")
 
 
 def _daemon_answers(cfg: Config) -> bool:
@@ -116,5 +116,5 @@ def _act(memory: Memory, args: argparse.Namespace, prog: str) -> int:
     if problems:
         print(f"{prog}: {memory.path}: {len(problems)} problem(s)", file=sys.stderr)
         return 1
-    print(json.dumps({"ok": True, "pairs": len(memory), "path": str(memory.path)}))
+    print(json.dumps({"ok": True, "pairs": len(memory), "views": len(memory) + memory.view_count(), "schema_version": SCHEMA_VERSION, "path": str(memory.path)}))
     return 0

@@ -35,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=200, help="episodes (one scene each)")
     p.add_argument("--queries", type=int, default=10, help="spoken queries per episode")
     p.add_argument("--min-view-gap", type=int, default=0, help="support and matching views at least this many views apart")
-    p.add_argument("--speech-encoder", default="dtw", help="dtw, default, or an .onnx path")
+    p.add_argument("--teach-views", type=int, default=1, metavar="N", help="support images per taught pair: the taught view and those around it (needs a view column)")
+    p.add_argument("--teach-view-step", type=int, default=1, metavar="S", help="with --teach-views: views S apart, centred on the taught one")
+    p.add_argument("--speech-encoder", default="dtw", help="dtw, default (fused with DTW at the config's encoders.fuse_dtw), or an .onnx path")
     p.add_argument("--image-encoder", default="objects", help="pixels, digits, objects, or an .onnx path")
     p.add_argument("--config", type=Path, help="YAML config (speech features, encoder threads, candidates settings)")
     p.add_argument("--json", type=Path, help="write the results here")
@@ -77,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         if args.speech:
             enc = EncoderSettings(speech=args.speech_encoder, image=args.image_encoder, backend=cfg.encoders.backend, threads=cfg.encoders.threads)
             bench = BenchSettings(ways=args.ways, shots=args.shots, episodes=args.episodes, queries=args.queries, seeds=(args.seed,),
-                                  min_view_gap=args.min_view_gap, mutual_exclusivity=cfg.matching.mutual_exclusivity,
+                                  min_view_gap=args.min_view_gap, teach_views=args.teach_views, teach_view_step=args.teach_view_step,
+                                  mutual_exclusivity=cfg.matching.mutual_exclusivity,
                                   word_best_of=cfg.matching.word_best_of, dtw_warp=cfg.matching.dtw_warp)
             finder = None if args.bench_finder == "oracle" else _finder(args.bench_finder, cfg)
             summary = run_scene_benchmark(
