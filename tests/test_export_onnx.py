@@ -97,3 +97,14 @@ def test_shipped_speech_ensemble_contains_the_default_network() -> None:
     assert out.shape == (3, 5 * one.shape[1])
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(out[:, : one.shape[1]] * np.sqrt(5), one, atol=1e-5)
+
+
+def test_export_records_the_dtw_weight_chosen_on_held_out_speakers(tmp_path: Path, checkpoints: dict[str, Path]) -> None:
+    from edge.encoders import fuse_dtw_for
+
+    assert export_main(["onnx", "--checkpoint", str(checkpoints["speech"]), "--out", str(tmp_path / "s.onnx"), "--fuse-dtw", "0.25"]) == 0
+    info = OnnxEncoder(tmp_path / "s.onnx").info
+    assert info.recommended == {"fuse_dtw": 0.25} and info.protocol == "seeds"
+    assert fuse_dtw_for(EncoderSettings(speech=str(tmp_path / "s.onnx")), info) == 0.25  # the config's null takes the model's choice
+    assert fuse_dtw_for(EncoderSettings(speech=str(tmp_path / "s.onnx"), fuse_dtw=0.5), info) == 0.5  # a number in the config wins
+    assert export_main(["onnx", "--checkpoint", str(checkpoints["speech"]), "--out", str(tmp_path / "t.onnx"), "--fuse-dtw", "2"]) == 1
