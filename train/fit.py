@@ -347,8 +347,8 @@ def train(kind: str, s: TrainSettings, progress: bool = True) -> dict[str, Any]:
         improved = score > best["acc"]
         if improved:
             best = {"acc": score, "epoch": epoch, "state": {k: v.detach().clone() for k, v in model.state_dict().items()}, "synthetic": acc, "real": acc_real}
-        log.info("epoch %d: loss %.4f, validation %d-way one-shot %.3f synthetic%s%s (%.0f s, %.0f s of CPU)", epoch, np.mean(losses), s.val_ways, acc,
-                 "" if acc_real is None else f", {acc_real:.3f} real speakers", " (best)" if improved else "", elapsed, time.process_time() - cpu_start)
+        log.info("epoch %d: loss %.4f, validation %d-way one-shot %.3f%s%s (%.0f s, %.0f s of CPU)", epoch, np.mean(losses), s.val_ways, acc,
+                 "" if acc_real is None else f" synthetic, {acc_real:.3f} real speakers", " (best)" if improved else "", elapsed, time.process_time() - cpu_start)
         if epoch - best["epoch"] >= s.patience_epochs:
             log.info("stopping early: no improvement for %d epochs", s.patience_epochs)
             break
@@ -462,7 +462,7 @@ def run(args: argparse.Namespace) -> int:
     except (SettingsError, DataError) as exc:
         print(f"showsay train {args.kind}: {exc}", file=sys.stderr)
         return 1
-    real = "" if ckpt.get("val_real") is None else f", real speakers {ckpt['val_real']:.3f}"
-    print(f"{ckpt['model_id']}: validation {ckpt['val_ways']}-way one-shot {ckpt['val_one_shot']:.3f} synthetic{real} at epoch {ckpt['best_epoch']} "
-          f"(chosen by {ckpt['selected_by']}), {ckpt['train_seconds']:.0f} s ({ckpt['train_cpu_seconds']:.0f} s of CPU) -> {s.out}")
+    real = "" if ckpt.get("val_real") is None else f" synthetic, real speakers {ckpt['val_real']:.3f}"
+    print(f"{ckpt['model_id']}: validation {ckpt['val_ways']}-way one-shot {ckpt['val_one_shot']:.3f}{real} at epoch {ckpt['best_epoch']} "
+          f"(chosen by {ckpt['selected_by'] if real else 'held-out classes'}), {ckpt['train_seconds']:.0f} s ({ckpt['train_cpu_seconds']:.0f} s of CPU) -> {s.out}")
     return 0
