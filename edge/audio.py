@@ -4,7 +4,10 @@ Files named by other people (the control socket's ``ask``) go through :func:`rea
 which can neither stall nor exhaust the daemon: it opens without blocking and refuses anything but
 a regular file, reads the header first and refuses lengths, rates and channel counts beyond the
 limits before any sample is decoded, bounds the reading time, and its messages give the path and
-a reason, never bytes read from the file.
+a reason, never bytes read from the file. Every wav, trusted or not (datasets, ``microphone.source``,
+a memory export), is decoded by the same small parser (:func:`parse_audio_header`,
+:func:`decode_wav_bytes`): a truncated or chunkless file gets one line naming it, never a
+decoder's ``struct.error`` or ``UnboundLocalError``.
 """
 from __future__ import annotations
 
@@ -14,7 +17,6 @@ import os
 import stat
 import struct
 import time
-import warnings
 from dataclasses import dataclass
 from math import ceil, gcd
 from pathlib import Path
@@ -62,12 +64,10 @@ def read_wav(path: str | os.PathLike, sample_rate_hz: int = 16000) -> np.ndarray
             if magic == b"fLaC":
                 rate, data = _read_flac(f)
             elif magic in (b"RIFF", b"RIFX", b"RF64"):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", wavfile.WavFileWarning)  # odd chunks (LIST, cue) are fine
-                    rate, data = wavfile.read(f)
+                rate, data = decode_wav_bytes(f.read(), path)
             else:
                 raise AudioError(f"{path}: not a readable wav or FLAC file (it starts with neither RIFF, RIFX, RF64 nor fLaC)")
-    except (ValueError, OSError, EOFError, RuntimeError, struct.error) as exc:  # soundfile raises LibsndfileError (a RuntimeError)
+    except (ValueError, OSError, EOFError, RuntimeError) as exc:  # soundfile raises LibsndfileError (a RuntimeError)
         if isinstance(exc, AudioError):
             raise
         raise AudioError(f"{path}: not a readable wav or FLAC file (the decoder refused it: {type(exc).__name__})") from None
@@ -75,6 +75,28 @@ def read_wav(path: str | os.PathLike, sample_rate_hz: int = 16000) -> np.ndarray
         if fd >= 0:
             os.close(fd)
     return _to_mono(path, data, int(rate), sample_rate_hz)
+
+
+MIN_WAV_RATE_HZ, MAX_WAV_RATE_HZ = 1000, 768000
+"""Sample rates a wav may declare to be read at all; outside them it is damaged (a 1 Hz file would be upsampled 16,000-fold)."""
+
+
+def decode_wav_bytes(data: bytes | bytearray, name: str | os.PathLike) -> tuple[int, np.ndarray]:
+    """(rate, samples as (frames, channels) in the file's own integer or float type) of a whole wav file's bytes.
+
+    RIFF, RIFX (big-endian) and RF64; 8 to 32-bit PCM and 32/64-bit float, also as
+    WAVE_FORMAT_EXTENSIBLE. A body cut short keeps the frames it holds; a file without its
+    ``fmt `` or ``data`` chunk, with damaged chunk sizes or an implausible rate raises
+    :class:`AudioError` naming ``name``, never quoting the file's bytes.
+    """
+    header = parse_audio_header(bytes(data[:HEADER_BYTES]), len(data))
+    if isinstance(header, str):
+        raise AudioError(f"{name}: {header}")
+    if header.format != "wav":
+        raise AudioError(f"{name}: not a wav file")
+    if not MIN_WAV_RATE_HZ <= header.rate_hz <= MAX_WAV_RATE_HZ:
+        raise AudioError(f"{name}: a wav file declaring {header.rate_hz} Hz (readable: {MIN_WAV_RATE_HZ}-{MAX_WAV_RATE_HZ} Hz); damaged?")
+    return header.rate_hz, _wav_samples(data, len(data), header)
 
 
 def _to_mono(path: Path, data: np.ndarray, rate: int, sample_rate_hz: int) -> np.ndarray:
@@ -164,13 +186,17 @@ def parse_audio_header(head: bytes, file_bytes: int) -> AudioHeader | str:
         rate, channels, width = bits >> 44, ((bits >> 41) & 0x7) + 1, ((bits >> 36) & 0x1F) + 1
         total = bits & ((1 << 36) - 1)
         return AudioHeader("flac", rate, channels, total or None, width)
-    if head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
-        return "not a wav (RIFF/RIFX WAVE) or FLAC file"
-    order = "<" if head[:4] == b"RIFF" else ">"
-    pos, fmt = 12, None
+    if head[:4] not in (b"RIFF", b"RIFX", b"RF64") or head[8:12] != b"WAVE":
+        return "not a wav (RIFF/RIFX/RF64 WAVE) or FLAC file"
+    order = ">" if head[:4] == b"RIFX" else "<"
+    pos, fmt, data_size_64 = 12, None, None
     while pos + 8 <= len(head):
         chunk, size = head[pos:pos + 4], struct.unpack(order + "I", head[pos + 4:pos + 8])[0]
-        if chunk == b"fmt ":
+        if chunk == b"ds64":  # RF64: the 64-bit sizes, of which the data chunk's is used
+            if size < 24 or pos + 8 + 24 > len(head):
+                return "an RF64 wav file with a damaged 'ds64' chunk"
+            data_size_64 = struct.unpack("<Q", head[pos + 16:pos + 24])[0]
+        elif chunk == b"fmt ":
             if size < 16 or pos + 8 + 16 > len(head):
                 return "a wav file with a damaged 'fmt ' chunk"
             tag, channels, rate, _, block_align, bits = struct.unpack(order + "HHIIHH", head[pos + 8:pos + 24])
@@ -185,12 +211,18 @@ def parse_audio_header(head: bytes, file_bytes: int) -> AudioHeader | str:
             if fmt is None:
                 return "a wav file whose 'data' chunk comes before its 'fmt ' chunk"
             channels, rate, block_align, bits, tag = fmt
-            data_bytes = min(size, max(0, file_bytes - pos - 8))
+            if size == 0xFFFFFFFF and data_size_64 is not None:
+                size = data_size_64
+            data_bytes = min(size, max(0, file_bytes - pos - 8))  # a body cut short keeps what it holds
             return AudioHeader("wav", rate, channels, data_bytes // block_align, bits, tag == 3, order == ">", pos + 8, block_align)
         pos += 8 + size + (size & 1)
+    if pos > file_bytes:
+        return "a wav file whose chunk sizes run past its end (truncated or damaged), without a 'data' chunk before that"
     if pos >= HEADER_BYTES:
         return f"a wav file whose audio does not start within its first {HEADER_BYTES // 1024} KiB"
-    return "a wav file without a 'fmt ' and 'data' chunk"
+    if fmt is None:
+        return "a wav file without a 'fmt ' chunk (truncated or damaged)"
+    return "a wav file without a 'data' chunk (truncated or damaged)"
 
 
 def read_request_audio(path: str | os.PathLike, sample_rate_hz: int, max_duration_ms: float, timeout_s: float) -> np.ndarray:

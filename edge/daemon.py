@@ -53,7 +53,7 @@ from edge.audio import REQUEST_RATES_HZ, AudioError, read_request_audio, resampl
 from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops, support_set_for
 from edge.features import SpeechFeatureSettings, warped_speech_features
 from edge.fileio import write_atomic
-from edge.matching import MatchSettings, Resolution, l2_normalise
+from edge.matching import CandidateDistances, MatchSettings, Resolution, l2_normalise
 from edge.memory import MAX_LABEL_CHARS
 from edge.settings import setting
 from edge.vad import VadSettings
@@ -194,6 +194,7 @@ class View:
     frame: Any  # edge.camera.Frame
     candidates: list  # edge.candidates.Candidate
     embeddings: np.ndarray  # (C, E)
+    distances: CandidateDistances | None = None  # mutual exclusivity's request-independent part, computed with the embeddings
 
 
 @dataclass
@@ -794,11 +795,23 @@ class Controller:
         else:
             embeddings = np.zeros((0, 1), np.float32)
         view = View(frame, candidates, np.asarray(embeddings, np.float32))
+        self._precompute_distances(view)
         self._views.append(view)
         keep_s = max(self.answers.recent_view_s, self.answers.reuse_view_ms / 1000.0)
         while len(self._views) > 1 and frame.time_s - self._views[0].frame.time_s > keep_s:
             self._views.popleft()
         return view
+
+    def _precompute_distances(self, view: View) -> None:
+        """Mutual exclusivity's request-independent part for a view, unless it is already there for the taught set as it is.
+
+        The candidates against every taught view (10 x 50,000 x 1280 at 10,000 pairs of 5 views): done
+        with the embeddings, while the person speaks, so the answer only picks the asked word's column.
+        """
+        if not view.candidates or not len(self.support) or self.matching.mutual_exclusivity is None:
+            return
+        if view.distances is None or view.distances.version != self.support.version:
+            view.distances = self.support.candidate_distances(view.embeddings, self.matching)
 
     def _current_view(self) -> tuple[View | None, bool]:
         """The view to answer with, and whether its embeddings were already cached."""
@@ -886,6 +899,8 @@ class Controller:
         utt = pending() if pending is not None else None
         if utt is not None:
             self._speculative = (_utterance_key(utt), self._speech_side(utt.pcm, utt.sample_rate_hz))
+            if self._views:  # the view the answer will likely use: its distances, if the taught set changed since
+                self._precompute_distances(self._views[-1])
 
     def _answer(self, pcm: np.ndarray, rate: int, started_s: float, utterance: Any | None) -> Event:
         self.counts["requests"] += 1
@@ -902,7 +917,8 @@ class Controller:
         view, cached = (None, False) if stale_s is not None else self._current_view()
         t_view = self._clock()
         empty = np.zeros((0, 1), np.float32)
-        res = self.support.resolve(query, view.embeddings if view and view.candidates else empty, self.matching, warped)
+        res = self.support.resolve(query, view.embeddings if view and view.candidates else empty, self.matching, warped,
+                                   view.distances if view else None)
         used = view
         if res.status in ("not_in_view", "no_candidates") and self.answers.recent_view_s > 0:
             res, used = self._resolve_recent(res, view)
@@ -959,7 +975,7 @@ class Controller:
                 continue
             if newest_s - view.frame.time_s > self.answers.recent_view_s:
                 break
-            again = self.support.resolve_in_view(res, view.embeddings, self.matching)
+            again = self.support.resolve_in_view(res, view.embeddings, self.matching, view.distances)
             if again.status == "resolved":
                 return again, view
         return res, current

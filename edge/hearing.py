@@ -9,11 +9,18 @@ the block into a bounded queue: a slow consumer never blocks the audio thread, a
 not fit are dropped, counted and logged. Resampling (when the device only offers 44.1 or 48 kHz)
 and framing happen on the consumer's side, in :meth:`MicrophoneSource.read`. A supervisor thread
 reopens the stream with exponential backoff when the device errors out or stops delivering
-(unplugged USB microphone, restarted sound server). sounddevice is imported when a
-MicrophoneSource is made, never at module import, so file-only users need no PortAudio.
+(unplugged USB microphone, restarted sound server). Every PortAudio call that can block (opening
+and starting a stream, aborting and closing it, re-initialising) runs on a short-lived helper
+thread and is waited for at most ``portaudio_timeout_s``: PortAudio 19.6 can loop for ever in its
+stream thread once the sound server dies, and then ``Pa_AbortStream``/``Pa_CloseStream`` wait for
+that thread for ever. Such a stream is abandoned (and PortAudio is never terminated again, not
+even at exit, where sounddevice would otherwise hang in ``Pa_Terminate``), and a new one is
+opened. sounddevice is imported when a MicrophoneSource is made, never at module import, so
+file-only users need no PortAudio.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import queue
@@ -21,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from math import ceil, gcd
 from typing import Any, Protocol
 
@@ -41,6 +49,16 @@ COMMAND_PREFIX = "command:"  # microphone.source: a program's standard output as
 
 class AudioDeviceError(RuntimeError):
     """The audio device (or the library that drives it) cannot be used; the message says what to do."""
+
+
+class PortAudioStuck(AudioDeviceError):
+    """A PortAudio call did not return within ``portaudio_timeout_s``; it is left running on its helper thread."""
+
+
+MAX_STUCK_CALLS = 4
+"""PortAudio calls left hanging at which the microphone stops trying (each holds a thread, a looping one a core)."""
+STUCK_HINT = ("PortAudio 19.6 loops for ever in its ALSA stream thread after the sound server dies (PortAudio issue #1037, "
+              "fixed after 19.7.0), and closing such a stream never returns; restart the service to reclaim that thread")
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,13 @@ class MicrophoneSettings:
     )
     first_audio_timeout_s: float = setting(
         5.0, "a freshly opened stream that delivers nothing for this long is taken as lost, s", min=0.1, max=600
+    )
+    portaudio_timeout_s: float = setting(
+        3.0,
+        "a PortAudio call (opening, starting or closing the stream, re-initialising) that has not returned after this long\n"
+        "is taken as stuck: the stream is abandoned and a new one opened; also the most a stop waits for the microphone, s",
+        min=0.5,
+        max=60,
     )
     reconnect_backoff_s: float = setting(0.5, "first wait before reopening a lost device, s (doubles each failure)", min=0.01, max=60)
     max_backoff_s: float = setting(8.0, "longest wait between reopen attempts, s", min=0.01, max=600)
@@ -186,6 +211,15 @@ def _import_sounddevice() -> Any:
     return sounddevice
 
 
+def _abandon_stream(stream: Any) -> None:
+    """Abort and close a sounddevice stream (may block for ever on a looping PortAudio: call it through ``_portaudio``)."""
+    try:
+        stream.abort(ignore_errors=True)
+        stream.close(ignore_errors=True)
+    except Exception as exc:  # a vanished device can fail here too; the stream is gone either way
+        log.debug("microphone: closing the lost stream failed (%s)", exc)
+
+
 class MicrophoneSource:
     """Live frames from a sounddevice input stream, resampled and framed, with reconnection."""
 
@@ -193,8 +227,8 @@ class MicrophoneSource:
         self.settings = settings
         self._sd = _import_sounddevice()
         self._on_event = on_event
-        # (mono block, capture time of its first sample, stream generation)
-        self._blocks: queue.Queue[tuple[np.ndarray, float, int]] = queue.Queue(maxsize=settings.queue_frames)
+        # (mono block, capture time of its first sample, stream generation, its rate)
+        self._blocks: queue.Queue[tuple[np.ndarray, float, int, int]] = queue.Queue(maxsize=settings.queue_frames)
         self.dropped_frames = 0  # device blocks dropped because the queue was full
         self.overflows = 0  # blocks the device itself reported as overflowed
         self.reconnects = 0  # times the stream was reopened after being lost
@@ -218,6 +252,8 @@ class MicrophoneSource:
         self._consumer_generation = 0
         self.reinitialisations = 0  # times PortAudio was re-initialised to find a replugged device
         self._last_reinit_s = -1e9
+        self._stuck: list[tuple[str, threading.Thread]] = []  # PortAudio calls that did not return in time
+        self.stuck_calls = 0  # such calls so far (some may have returned late)
 
     # --- device side -------------------------------------------------------------------------
     def _resolve_device(self) -> int | None:
@@ -255,10 +291,22 @@ class MicrophoneSource:
         raise AudioDeviceError(f"microphone {info['name']!r}: none of the rates {rates} Hz is accepted")
 
     def _open(self) -> None:
+        """Open and start a new stream (on a helper thread, within ``portaudio_timeout_s``); raises what PortAudio raised, or PortAudioStuck."""
+        with self._lock:
+            self._generation += 1  # blocks and endings of earlier streams are ignored from now on
+            generation = self._generation
+        self._stream_failed.clear()
+        self._opened_s = self._last_block_s = time.monotonic()  # the new stream's first block comes after this
+        stream, rate = self._portaudio("open", partial(self._open_stream, generation), late=_abandon_stream)
+        with self._lock:
+            self._stream = stream
+            self.device_rate_hz = rate
+
+    def _open_stream(self, generation: int) -> tuple[Any, int]:
+        """The started stream of ``settings.device`` and its rate; its callback tags blocks with ``generation``."""
         device = self._resolve_device()
         rate, channels = self._choose_rate(device)
         block = max(1, rate * self.settings.frame_ms // 1000)
-        self._stream_failed.clear()
         stream = self._sd.InputStream(
             device=device,
             samplerate=rate,
@@ -266,18 +314,13 @@ class MicrophoneSource:
             dtype="float32",
             blocksize=block,
             latency="low",
-            callback=self._callback,
-            finished_callback=self._stream_failed.set,
+            callback=partial(self._callback, generation, rate),
+            finished_callback=partial(self._finished, generation),
         )
-        with self._lock:  # before start(): the first callback must see the new rate and generation
-            self._stream = stream
-            self.device_rate_hz = rate
-            self._generation += 1
-        self._opened_s = self._last_block_s = time.monotonic()
         try:
             stream.start()
         except Exception:
-            self._close_stream()
+            _abandon_stream(stream)
             raise
         name = self._sd.query_devices(stream.device)["name"]
         log.info(
@@ -285,31 +328,84 @@ class MicrophoneSource:
             name, rate, channels, block,
             f", resampled to {self.settings.sample_rate_hz} Hz" if rate != self.settings.sample_rate_hz else "",
         )
+        return stream, rate
 
-    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+    def _callback(self, generation: int, rate: int, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         # PortAudio's thread: copy and hand over, never block, never log
+        if generation != self._generation:
+            return  # a stream already given up (closed, or abandoned while stuck)
         now = time.monotonic()
         self._last_block_s = now
         if status:
             self.overflows += 1
         block = indata.mean(axis=1) if indata.shape[1] > 1 else indata[:, 0].copy()
-        rate = self.device_rate_hz or self.settings.sample_rate_hz
         try:
             # arrival time minus the block's length: PortAudio's ADC times are unreliable through ALSA's pulse plugin
-            self._blocks.put_nowait((block, now - frames / rate, self._generation))
+            self._blocks.put_nowait((block, now - frames / rate, generation, rate))
         except queue.Full:
             self.dropped_frames += 1
 
+    def _finished(self, generation: int) -> None:
+        if generation == self._generation:
+            self._stream_failed.set()
+
     def _close_stream(self) -> None:
+        """Abort and close the current stream within ``portaudio_timeout_s``; PortAudioStuck when it did not return (the stream is abandoned)."""
         with self._lock:
             stream, self._stream = self._stream, None
-        if stream is None:
-            return
-        try:
-            stream.abort(ignore_errors=True)
-            stream.close(ignore_errors=True)
-        except Exception as exc:  # a vanished device can fail here too; the stream is gone either way
-            log.debug("microphone: closing the lost stream failed (%s)", exc)
+            self._generation += 1
+        if stream is not None:
+            self._portaudio("close", partial(_abandon_stream, stream))
+
+    def _portaudio(self, what: str, call: Callable[[], Any], late: Callable[[Any], Any] | None = None) -> Any:
+        """``call()`` on a helper thread, waited for at most ``portaudio_timeout_s``; PortAudioStuck when it has not returned.
+
+        A call that returns after being given up has its result passed to ``late`` (a stream opened
+        too late is closed again) on its own thread.
+        """
+        settle = threading.Lock()  # finishing and giving up are decided one at a time
+        result: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def run() -> None:
+            try:
+                result["value"] = call()
+            except BaseException as exc:  # handed to the waiting thread, which raises it
+                result["error"] = exc
+            with settle:
+                finished.set()
+                given_up = result.get("given_up", False)
+            if given_up and late is not None and "value" in result:
+                try:
+                    late(result["value"])  # the waiter gave up: nobody else will use this result
+                except Exception as exc:
+                    log.debug("microphone: cleaning up after a late PortAudio %s failed (%s)", what, exc)
+
+        thread = threading.Thread(target=run, name=f"portaudio-{what}", daemon=True)
+        thread.start()
+        if not finished.wait(self.settings.portaudio_timeout_s):
+            with settle:
+                result["given_up"] = not finished.is_set()
+            if result["given_up"]:
+                self._stuck.append((what, thread))
+                self.stuck_calls += 1
+                self._keep_portaudio_at_exit()
+                raise PortAudioStuck(f"PortAudio's {what} has not returned within {self.settings.portaudio_timeout_s:g} s")
+        if "error" in result:
+            raise result["error"]
+        return result.get("value")
+
+    def _keep_portaudio_at_exit(self) -> None:
+        """Stop sounddevice from terminating PortAudio at exit: ``Pa_Terminate`` closes every stream and would wait for the stuck one for ever."""
+        handler = getattr(self._sd, "_exit_handler", None)
+        if handler is not None:
+            atexit.unregister(handler)
+
+    @property
+    def stuck_now(self) -> list[str]:
+        """The PortAudio calls given up on that are still running (``["close"]``)."""
+        self._stuck = [(what, t) for what, t in self._stuck if t.is_alive()]
+        return [what for what, _ in self._stuck]
 
     def _emit(self, event: dict) -> None:
         if self._on_event is not None:
@@ -330,13 +426,23 @@ class MicrophoneSource:
         while not self._stop.is_set():
             stream = self._stream
             if stream is None:
+                if len(self.stuck_now) >= MAX_STUCK_CALLS:
+                    self._give_up()
+                    return
                 try:
                     if failed_opens:
                         self._reinitialise_if_due()
                     self._open()
                 except Exception as exc:
                     failed_opens += 1
-                    log.warning("microphone: cannot open (%s); retrying in %.1f s", exc, backoff)
+                    if not isinstance(exc, PortAudioStuck):
+                        log.warning("microphone: cannot open (%s); retrying in %.1f s", exc, backoff)
+                    else:
+                        log.error("microphone: %s; giving it up, retrying in %.1f s. %s", exc, backoff, STUCK_HINT)
+                        if lost_since is None:
+                            lost_since = time.monotonic()
+                            self.connected = False
+                            self._emit({"event": "device_lost", "device": "microphone", "reason": str(exc)})
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.settings.max_backoff_s)
                 continue
@@ -355,7 +461,11 @@ class MicrophoneSource:
             stalled = time.monotonic() - self._last_block_s > timeout_s
             if self._stream_failed.is_set() or stalled or not stream.active:
                 reason = f"no audio for {timeout_s:g} s" if stalled else "the stream ended with an error"
-                self._close_stream()
+                try:
+                    self._close_stream()
+                except PortAudioStuck as exc:
+                    reason = f"{reason}, and {exc} (the stream is abandoned)"
+                    log.error("microphone: %s; giving it up and opening a new stream. %s", exc, STUCK_HINT)
                 if lost_since is None:
                     lost_since = time.monotonic()
                     self.connected = False
@@ -368,7 +478,17 @@ class MicrophoneSource:
                     backoff = min(backoff * 2, self.settings.max_backoff_s)
                 continue
             self._stop.wait(0.05)
-        self._close_stream()
+        try:
+            self._close_stream()
+        except PortAudioStuck as exc:
+            log.error("microphone: %s while stopping; the stream is left behind. %s", exc, STUCK_HINT)
+
+    def _give_up(self) -> None:
+        """Too many PortAudio calls hang: stop trying (each holds a thread) and say so."""
+        reason = f"{len(self.stuck_now)} PortAudio calls have not returned ({', '.join(self.stuck_now)}); not trying again"
+        log.error("microphone: %s. %s", reason, STUCK_HINT)
+        self.connected = False
+        self._emit({"event": "device_lost", "device": "microphone", "reason": reason})
 
     def _reinitialise_if_due(self) -> None:
         """Re-initialise PortAudio, at most once per ``max_backoff_s``: a replugged device gets a new index only then.
@@ -380,11 +500,12 @@ class MicrophoneSource:
         now = time.monotonic()
         if now - self._last_reinit_s < self.settings.max_backoff_s:
             return
+        if self.stuck_now:
+            return  # Pa_Terminate would close the abandoned stream, and wait for it for ever
         self._last_reinit_s = now
         self.reinitialisations += 1
         log.debug("microphone: re-initialising PortAudio to look for the device again (%d)", self.reinitialisations)
-        self._sd._terminate()
-        self._sd._initialize()
+        self._portaudio("re-initialise", lambda: (self._sd._terminate(), self._sd._initialize()))
 
     # --- consumer side -----------------------------------------------------------------------
     def start(self) -> None:
@@ -399,7 +520,7 @@ class MicrophoneSource:
             self._open()
             self.connected = True
         except Exception as exc:  # PortAudioError and friends: say which device and what to check
-            error = exc if isinstance(exc, AudioDeviceError) else AudioDeviceError(
+            error = exc if isinstance(exc, AudioDeviceError) and not isinstance(exc, PortAudioStuck) else AudioDeviceError(
                 f"microphone {self.settings.device or '(default input)'}: cannot be opened ({exc}); "
                 "check microphone.device against `showsay listen --devices`"
             )
@@ -438,9 +559,7 @@ class MicrophoneSource:
                 return None
             if item is _WAKE:
                 return None
-            block, t_block, generation = item
-            with self._lock:
-                rate = self.device_rate_hz or self.settings.sample_rate_hz
+            block, t_block, generation, rate = item
             self._append(block, t_block, rate, generation)
         self._report_losses()
         frame = AudioFrame(to_int16(self._pending[:n]), self._pending_time_s, self.settings.sample_rate_hz)
@@ -472,8 +591,15 @@ class MicrophoneSource:
         self._stop.set()
         self.wake()
         if self._supervisor is not None:
-            self._supervisor.join(timeout=5.0)
-        self._close_stream()
+            # its PortAudio calls are bounded: it ends within portaudio_timeout_s (plus the step it is in)
+            self._supervisor.join(timeout=self.settings.portaudio_timeout_s + 1.0)
+            if self._supervisor.is_alive():
+                log.error("microphone: its supervisor did not stop within %.1f s; left behind", self.settings.portaudio_timeout_s + 1.0)
+        else:
+            try:
+                self._close_stream()
+            except PortAudioStuck as exc:
+                log.error("microphone: %s while closing; the stream is left behind. %s", exc, STUCK_HINT)
         self.connected = False
 
     def __enter__(self) -> MicrophoneSource:

@@ -15,6 +15,10 @@ Entry points call :func:`configure_logging` once; every module just uses
   same message (the same format string from the same logger) from a device adapter is shown at
   most ``burst`` times per ``window_s``, and the next one shown says how many were held back.
   OpenCV's native warnings (printed by C++ straight to stderr) are kept out unless verbose.
+* **Native output rate-limited** (the daemon only, :func:`guard_native_output`): what C libraries
+  print to descriptor 2 themselves (ALSA, PortAudio looping on a dead sound server) goes through
+  a helper process that passes each kind of line a few times a minute and counts the rest
+  (:mod:`edge.native_stderr`).
 """
 from __future__ import annotations
 
@@ -93,6 +97,9 @@ def under_journald(stream_fd: int = 2, environ: Mapping[str, str] = os.environ) 
     return (st.st_dev, st.st_ino) == (dev, ino)
 
 
+_private: dict[str, Any] = {}  # the private stream made by private_stderr(), and whether fd 2 was the journal then
+
+
 def private_stderr() -> TextIO:
     """A text stream on a duplicate of descriptor 2, made ``sys.stderr``; ``sys.stderr`` as it is when it is not the process's own (tests capture it)."""
     if sys.stderr is not sys.__stderr__ or sys.stderr is None:
@@ -104,7 +111,25 @@ def private_stderr() -> TextIO:
     os.set_inheritable(fd, False)
     stream = os.fdopen(fd, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8", errors="backslashreplace")
     sys.stderr = stream
+    _private["stream"] = stream
     return stream
+
+
+def guard_native_output() -> Any:
+    """Route descriptor 2 (native libraries' own output) through the rate-limiting helper; the helper process, or None.
+
+    Only after :func:`configure_logging` gave the log its private descriptor (a process whose
+    stderr is captured, as under pytest, is left alone), and only once.
+    """
+    from edge.native_stderr import guard_native_stderr
+
+    stream = _private.get("stream")
+    if stream is None or sys.stderr is not stream or "helper" in _private:
+        return _private.get("helper")
+    _private["helper"] = guard_native_stderr(stream.fileno(), _private.get("journald", False))
+    if _private["helper"] is None:
+        logging.getLogger(__name__).warning("native libraries' output to stderr is not rate-limited (its helper did not start)")
+    return _private["helper"]
 
 
 def quiet_opencv(verbose: bool, environ: Any = os.environ) -> None:
@@ -123,6 +148,7 @@ def quiet_opencv(verbose: bool, environ: Any = os.environ) -> None:
 def configure_logging(level: int = logging.INFO, environ: Mapping[str, str] = os.environ) -> logging.Handler:
     """Set up the root logger of an entry point at ``level`` (like ``logging.basicConfig``); returns the handler it made."""
     journal = under_journald(2, environ)
+    _private.setdefault("journald", journal)
     handler = logging.StreamHandler(private_stderr())
     handler.setFormatter(JournalFormatter() if journal else logging.Formatter(PLAIN_FORMAT))
     handler.addFilter(RepeatLimiter())

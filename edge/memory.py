@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 from scipy.io import wavfile
 
+from edge.audio import AudioError, decode_wav_bytes
 from edge.fileio import write_atomic
 from edge.settings import SettingsError, setting
 
@@ -243,9 +244,10 @@ def encode_wav(pcm: np.ndarray, sample_rate_hz: int) -> bytes:
 def decode_wav(data: bytes, source: str) -> tuple[np.ndarray, int]:
     """(int16 samples, rate) of wav bytes written by :func:`encode_wav`."""
     try:
-        rate, pcm = wavfile.read(io.BytesIO(data))
-    except (ValueError, OSError, EOFError) as exc:
-        raise MemoryInputError(f"{source}: not a readable wav ({exc})") from None
+        rate, pcm = decode_wav_bytes(data, source)  # the one wav parser: a damaged body is one line, not a decoder's traceback
+    except AudioError as exc:
+        raise MemoryInputError(str(exc)) from None
+    pcm = pcm[:, 0].copy() if pcm.ndim == 2 and pcm.shape[1] == 1 else pcm
     if pcm.dtype != np.int16 or pcm.ndim != 1:
         raise MemoryInputError(f"{source}: expected mono 16-bit wav, got {pcm.dtype} {pcm.shape}")
     return pcm, int(rate)
@@ -970,7 +972,16 @@ LOCK_NAME = "showsay.lock"
 
 
 class StateDirInUse(MemoryFileError):
-    """Another process (a second daemon) holds the state directory's lock."""
+    """Another process (a second daemon, or ``showsay memory`` changing the file) holds the state directory's lock."""
+
+    def __init__(self, message: str, pid: str, holder: str) -> None:
+        super().__init__(message)
+        self.pid = pid  # as the lock file gives it ("unknown" when it holds nothing readable)
+        self.holder = holder  # what the holder said it is: DAEMON_HOLDER or a ``showsay memory ...`` command
+
+
+DAEMON_HOLDER = "showsay run"
+"""What a daemon writes into the lock file after its pid; ``showsay memory forget`` and friends write their own command."""
 
 
 class StateDirLock:
@@ -978,17 +989,20 @@ class StateDirLock:
 
     Two daemons on one memory would each keep their own taught pairs in RAM and drift apart (one
     answers with a pair the other forgot), so the second is refused before it touches the memory.
+    ``showsay memory forget|label|import`` hold it while they change the file, for the same reason.
     The kernel drops the lock when the holder exits, however it exits (``kill -9`` included), so
-    a stale lock file never blocks a restart; the file holds the holder's pid for the message.
+    a stale lock file never blocks a restart; the file holds the holder's pid and what it is
+    (``1234 showsay run``) for the message.
     """
 
-    def __init__(self, state_dir: str | os.PathLike) -> None:
-        self.dir = Path(state_dir)
+    def __init__(self, state_dir: str | os.PathLike, holder: str = DAEMON_HOLDER) -> None:
+        self.dir = Path(state_dir).expanduser()
         self.path = self.dir / LOCK_NAME
+        self.holder = holder
         self._fd: int | None = None
 
     def acquire(self) -> "StateDirLock":
-        """Take the lock; :class:`StateDirInUse` naming the holder's pid when another process has it."""
+        """Take the lock; :class:`StateDirInUse` naming the holder (pid and what it is) when another process has it."""
         import fcntl
 
         try:
@@ -1002,13 +1016,15 @@ class StateDirLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                pid, _, holder = os.pread(fd, 200, 0).decode("ascii", "replace").strip().partition(" ")
+                pid, holder = pid or "unknown", holder.strip() or DAEMON_HOLDER  # an older daemon wrote its pid alone
+                what = "another showsay daemon" if holder == DAEMON_HOLDER else f"'{holder}'"
                 raise StateDirInUse(
-                    f"memory.state_dir {self.dir}: in use by another showsay daemon (pid {holder}); "
-                    "stop it first, or give this one its own state_dir"
+                    f"memory.state_dir {self.dir}: in use by {what} (pid {pid}); stop it first, or give this one its own state_dir",
+                    pid, holder,
                 ) from None
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.pwrite(fd, f"{os.getpid()} {self.holder}\n".encode("ascii", "replace"), 0)
         except BaseException:
             os.close(fd)
             raise

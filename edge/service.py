@@ -4,8 +4,12 @@ The main thread owns signals and readiness; the controller runs in its own threa
 systemd watchdog from its loop, so a hung controller gets the service restarted. sd_notify is
 a datagram to ``$NOTIFY_SOCKET`` (no libsystemd needed). SIGTERM/SIGINT stop cleanly: the
 controller finishes its step, the devices and the control socket close, the memory closes (every
-taught pair was already committed when it was announced). SIGHUP re-reads the YAML and applies its
-matching thresholds; a broken file is reported and the running thresholds are kept.
+taught pair was already committed when it was announced). The whole stop is given
+``service.stop_timeout_s``: whatever is still stuck then (a native call that never returns) is
+left behind and the process exits anyway, and a stop that leaves hung PortAudio calls behind
+exits without the interpreter's clean-up (sounddevice's ``Pa_Terminate`` at exit would wait for
+them for ever). SIGHUP re-reads the YAML and applies its matching thresholds; a broken file is
+reported and the running thresholds are kept.
 """
 from __future__ import annotations
 
@@ -95,6 +99,40 @@ class Notifier:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+class StopDeadline:
+    """Ends the process ``timeout_s`` after a stop began if it is still running then: a stuck native call cannot keep the service up."""
+
+    def __init__(self, timeout_s: float, exit_code: int = 1) -> None:
+        self.timeout_s = timeout_s
+        self.exit_code = exit_code
+        self._timer = threading.Timer(timeout_s, self._expired)
+        self._timer.daemon = True
+        self._timer.name = "stop-deadline"
+
+    def start(self, began_s: float | None = None) -> "StopDeadline":
+        """Start counting (from ``began_s``, monotonic s, when the stop was asked for earlier)."""
+        if began_s is not None:
+            self._timer.interval = max(0.0, self.timeout_s - (time.monotonic() - began_s))
+        self._timer.start()
+        return self
+
+    def _expired(self) -> None:
+        others = sorted(t.name for t in threading.enumerate() if t is not threading.current_thread() and t is not threading.main_thread())
+        log.error("did not stop within service.stop_timeout_s = %g s (threads still running: %s); exiting now",
+                  self.timeout_s, ", ".join(others) or "none")
+        exit_now(self.exit_code)
+
+
+def exit_now(code: int) -> None:
+    """Flush the log and end the process at once, without the interpreter's clean-up (atexit handlers that would hang)."""
+    for handler in logging.getLogger().handlers:
+        try:
+            handler.flush()
+        except Exception:
+            pass
+    os._exit(code)
 
 
 class EventRelay:
@@ -305,11 +343,20 @@ def run_service(config_path: str | os.PathLike, listeners: Iterable[Callable[[di
         log.error("%s: %s", config_path, problem)
     if problems:
         return 2
+    from edge.logs import guard_native_output
+
+    guard_native_output()  # before any device opens: what ALSA and PortAudio print themselves is rate-limited
     notifier = Notifier.from_environ(fraction=cfg.service.watchdog_fraction)
     stop = threading.Event()
     reload = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop_asked_s: list[float] = []
+
+    def ask_to_stop(*_: Any) -> None:
+        stop_asked_s.append(time.monotonic())
+        stop.set()
+
+    signal.signal(signal.SIGTERM, ask_to_stop)
+    signal.signal(signal.SIGINT, ask_to_stop)
     signal.signal(signal.SIGHUP, lambda *_: reload.set())
     notifier.status("loading models and opening devices")
     relay = EventRelay()
@@ -344,6 +391,7 @@ def run_service(config_path: str | os.PathLike, listeners: Iterable[Callable[[di
         notifier.close()
         return 1
     last_status = 0.0
+    code = 0
     try:
         while not stop.wait(0.25):
             if reload.is_set():
@@ -351,17 +399,24 @@ def run_service(config_path: str | os.PathLike, listeners: Iterable[Callable[[di
                 daemon.reload(config_path)
             if daemon.controller.finished.is_set():
                 log.error("the controller loop ended unexpectedly")
-                return 1
+                code = 1
+                break
             now = time.monotonic()
             if now - last_status >= cfg.service.status_interval_s:
                 last_status = now
                 s = daemon.controller.status()
                 notifier.status(f"{s['state']}: {s['pairs']} pairs, {s['requests']} requests, {s['resolved']} resolved, "
                                 f"microphone {'ok' if s['microphone_connected'] else 'lost'}, camera {'ok' if s['camera_connected'] else 'lost'}")
-        log.info("stop requested: closing")
-        return 0
+        if code == 0:
+            log.info("stop requested: closing")
     finally:
+        StopDeadline(cfg.service.stop_timeout_s).start(stop_asked_s[0] if stop_asked_s else None)
         notifier.stopping()
         daemon.close()
         notifier.close()
-        log.info("stopped")
+    stuck = list(getattr(daemon.audio, "stuck_now", []))
+    if stuck:  # sounddevice's exit handler would wait in Pa_Terminate for the stuck stream for ever
+        log.warning("stopped, leaving %d PortAudio call(s) that never returned (%s) behind", len(stuck), ", ".join(stuck))
+        exit_now(code)
+    log.info("stopped")
+    return code  # the deadline keeps counting through the interpreter's own clean-up

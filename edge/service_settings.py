@@ -17,5 +17,11 @@ class ServiceSettings:
 
     watchdog_fraction: float = setting(0.5, "send WATCHDOG=1 every this fraction of systemd's WatchdogSec", min=0.1, max=0.9)
     status_interval_s: float = setting(10.0, "least time between two STATUS= updates, s", min=1.0, max=3600.0)
-    stop_timeout_s: float = setting(5.0, "on SIGTERM wait this long for the controller thread (keep well below TimeoutStopSec), s", min=0.5, max=60.0)
+    stop_timeout_s: float = setting(
+        5.0,
+        "on SIGTERM the whole stop (controller, devices, socket, memory) may take this long; whatever is still stuck then\n"
+        "(a native call that never returns) is left behind and the process exits with status 1 (keep well below TimeoutStopSec), s",
+        min=0.5,
+        max=60.0,
+    )
     request_timeout_s: float = setting(10.0, "a control command waits this long for the controller's reply, s", min=0.5, max=120.0)

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
 import numpy as np
 
 from edge.cli import main
-from edge.control import ControlServer, ControlSettings
 from edge.memory import SCHEMA_VERSION, Memory
 
 
@@ -70,14 +70,66 @@ def test_missing_or_foreign_file_is_reported_not_created(tmp_path: Path, capsys)
     assert junk.read_bytes() == b"hello, not a database" * 10
 
 
-def test_changes_are_refused_while_a_daemon_runs(tmp_path: Path, capsys) -> None:
+def in_memory_daemon(tmp_path: Path):
+    """A real Daemon (DTW + pixels) on the config's state directory, over in-memory devices: it holds the state lock as `showsay run` does."""
+    from edge.button import NoButton
+    from edge.config import load_config
+    from edge.service import Daemon
+    from tests.daemon_fakes import QueueAudio, StaticFrames
+
+    cfg = load_config(tmp_path / "showsay.yaml")
+    return Daemon(cfg, audio=QueueAudio(), frames=StaticFrames(), button=NoButton(), control=False)
+
+
+def test_changes_are_refused_while_a_daemon_holds_the_state_directory(tmp_path: Path, capsys) -> None:
     config = write_config(tmp_path)
+    (tmp_path / "showsay.yaml").write_text(config.read_text() + "encoders:\n  speech: dtw\n  image: pixels\nbutton:\n  kind: none\n")
+    db = tmp_path / "state" / "memory.sqlite3"
+    ids = teach_some(db)
+    (tmp_path / "export").mkdir()
+    daemon = in_memory_daemon(tmp_path)
+    daemon.start()
+    try:
+        for argv in (("forget", str(ids[0])), ("label", str(ids[0]), "mug"), ("import", str(tmp_path / "export"))):
+            code, _, err = run_cli(capsys, "memory", *argv, "--config", str(config))
+            assert code == 1 and err.count("\n") == 1, err
+            assert f"showsay memory {argv[0]}: {db}: in use by the showsay daemon (pid {os.getpid()})" in err
+        code, rows, _ = run_cli(capsys, "memory", "list", "--config", str(config))  # reading is fine while it runs
+        assert code == 0 and [r["pair_id"] for r in rows] == ids and rows[0]["label"] == "cup"
+        assert run_cli(capsys, "memory", "check", "--config", str(config))[0] == 0
+        assert run_cli(capsys, "memory", "export", str(tmp_path / "backup"), "--config", str(config))[0] == 0
+        other = tmp_path / "elsewhere" / "memory.sqlite3"  # a file in another directory is not the daemon's
+        assert run_cli(capsys, "memory", "import", str(tmp_path / "backup"), "--db", str(other))[0] == 0
+    finally:
+        daemon.close()
+    assert run_cli(capsys, "memory", "forget", str(ids[0]), "--config", str(config))[0] == 0  # the lock went with the daemon
+
+
+def test_a_changing_command_holds_the_lock_so_a_daemon_cannot_start_under_it(tmp_path: Path, capsys, monkeypatch) -> None:
+    from edge.memory import StateDirInUse
+
+    config = write_config(tmp_path)
+    (tmp_path / "showsay.yaml").write_text(config.read_text() + "encoders:\n  speech: dtw\n  image: pixels\nbutton:\n  kind: none\n")
     ids = teach_some(tmp_path / "state" / "memory.sqlite3")
-    with ControlServer(ControlSettings(socket_path=str(tmp_path / "run" / "ctl.sock")), lambda r: {}):
-        code, _, err = run_cli(capsys, "memory", "forget", str(ids[0]), "--config", str(config))
-        assert code == 1 and "a daemon is running" in err and "showsay forget" in err
-        assert run_cli(capsys, "memory", "list", "--config", str(config))[0] == 0  # reading is fine
-        assert run_cli(capsys, "memory", "forget", str(ids[0]), "--config", str(config), "--force")[0] == 0
+    seen: list[str] = []
+    real_forget = Memory.forget
+
+    def forget_while_a_daemon_starts(self, pair_id):
+        daemon = in_memory_daemon(tmp_path)
+        try:
+            daemon.start()
+        except StateDirInUse as exc:
+            seen.append(str(exc))
+        finally:
+            daemon.close()
+        return real_forget(self, pair_id)
+
+    monkeypatch.setattr(Memory, "forget", forget_while_a_daemon_starts)
+    assert run_cli(capsys, "memory", "forget", str(ids[0]), "--config", str(config))[0] == 0
+    assert len(seen) == 1 and f"in use by 'showsay memory forget' (pid {os.getpid()})" in seen[0], seen
+    daemon = in_memory_daemon(tmp_path)  # and released when the command is done
+    daemon.start()
+    daemon.close()
 
 
 def test_check_reports_damage_with_exit_1(tmp_path: Path, capsys) -> None:

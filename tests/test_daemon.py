@@ -13,6 +13,7 @@ from edge.matching import MatchSettings
 from edge.vad import Utterance
 from tests.daemon_fakes import (
     BOXES,
+    RATE,
     DictMemory,
     EnergyEndpointer,
     QueueAudio,
@@ -233,6 +234,34 @@ def test_candidates_are_embedded_while_speaking_so_the_answer_reuses_them():
     rig.audio.push(np.concatenate([word(0)[4800:], silence(0.3)]))
     ev = rig.run_until("resolved")
     assert ev["view_cached"] is True and ev["box"] == list(BOXES[0])
+
+
+def test_mutual_exclusivitys_request_independent_part_is_computed_with_the_candidates_not_at_answer_time():
+    rig = Rig(answers=AnswerSettings(prefetch_interval_ms=0.0, reuse_view_ms=5000.0),
+              matching=MatchSettings(unknown_word_distance=None, not_in_view_distance=0.25, mutual_exclusivity=0.05))
+    rig.teach(0, "circle")
+    rig.teach(1, "square")
+    rig.frames.show(scene("square", "circle", None))
+    view = rig.ctrl.prefetch_view()  # as the loop does while the person speaks
+    assert view.distances is not None and view.distances.version == rig.ctrl.support.version
+    support = rig.ctrl.support
+    computed = []
+    real = support.candidate_distances
+    support.candidate_distances = lambda *a, **k: computed.append(1) or real(*a, **k)  # type: ignore[method-assign]
+    early = rig.ctrl.answer(word(0), RATE)
+    assert early["view_cached"] is True and early["box"] == list(BOXES[1]) and computed == []  # nothing left to compute
+    rig.ctrl.clear_views()
+    late = rig.ctrl.answer(word(0), RATE)  # no prefetch: computed on the critical path, the same answer
+    assert late["view_cached"] is False and len(computed) == 1
+    for key in ("pair_id", "box", "image_distance", "word_probability", "speech_distance"):
+        assert early[key] == late[key]
+    # a word taught since the view was embedded: the stale part is not used, the answer sees the new word
+    rig.ctrl.prefetch_view()
+    rig.teach(2, "triangle")
+    rig.frames.show(scene("square", "circle", "triangle"))
+    computed.clear()
+    rig.ctrl.prefetch_view()
+    assert computed == [1]
 
 
 def test_silence_embeds_no_candidates():

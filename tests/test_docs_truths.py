@@ -67,3 +67,11 @@ def test_make_bench_finds_the_datasets_beside_the_checkout_by_default(shared_dat
     """The fixture is ../shared/data beside the checkout, what the Makefile looks for without SHARED=."""
     result = subprocess.run(["make", "-s", "-C", str(ROOT), "bench-data"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_readme_states_the_rejection_threshold_defaults():
+    text = " ".join((ROOT / "README.md").read_text().split())
+    stated = re.search(r"`matching\.unknown_word_distance` \(([0-9.]+)\) and `matching\.not_in_view_distance` \(([0-9.]+)\)", text)
+    assert stated, "the README no longer says what the rejection thresholds default to"
+    defaults = MatchSettings()
+    assert (float(stated.group(1)), float(stated.group(2))) == (defaults.unknown_word_distance, defaults.not_in_view_distance)

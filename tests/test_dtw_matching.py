@@ -347,3 +347,76 @@ def test_dtw_takes_the_lowest_cost_over_the_request_and_its_warped_copies():
         else:  # fused reports the embedding's cosine distance, whatever DTW chose
             assert dist_warped == pytest.approx(1 - float(_unit(1, 0.1, 0) @ _unit(1, 2, 0)), abs=1e-6)
         assert s.resolve(query, np.stack([_unit(1, 0)]), NO_REJECTION, [copy_of_2]).label == "w2"
+
+
+def _rank_as_before(s: SupportSet, row: int, candidates: np.ndarray, settings: MatchSettings) -> list[tuple[int, float, float]]:
+    """The mutual-exclusivity ranking as rank_candidates computed it before the request-independent part was precomputed."""
+    from scipy.special import logsumexp
+
+    from edge.matching import SURE, l2_normalise
+
+    d = 1.0 - l2_normalise(candidates) @ s.image_embeddings().T
+    groups = s._groups[s.view_rows()]
+    words, inverse = np.unique(groups, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    word_d = np.minimum.reduceat(d[:, order], np.searchsorted(inverse[order], np.arange(len(words))), axis=1)
+    image_d = word_d[:, int(np.searchsorted(words, s._groups[row]))]
+    temperature = max(settings.mutual_exclusivity * float(np.median(word_d)), 1e-6)
+    logits = -word_d / temperature
+    beyond = np.zeros(len(image_d), bool)
+    if settings.not_in_view_distance is not None:
+        logits = np.concatenate([logits, np.full((len(logits), 1), -settings.not_in_view_distance / temperature)], axis=1)
+        beyond = image_d > settings.not_in_view_distance
+    p = np.exp(-image_d / temperature - logsumexp(logits, axis=1))
+    ranked = np.lexsort((image_d, -np.minimum(p, SURE), beyond))
+    return [(int(c), float(image_d[c]), float(p[c])) for c in ranked]
+
+
+def _views_support(rng: np.random.Generator, pairs: int, views: int, dim: int = 16) -> SupportSet:
+    s = SupportSet("cosine")
+    for i in range(pairs):
+        label = f"w{rng.integers(pairs // 2 + 1)}" if rng.random() < 0.7 else None  # shared words and unlabelled pairs
+        s.add(i, rng.normal(size=8).astype(np.float32), rng.normal(size=(views, dim)).astype(np.float32), label)
+    return s
+
+
+@pytest.mark.parametrize("not_in_view", [None, 0.9])
+def test_precomputed_candidate_distances_give_the_very_same_answers(not_in_view):
+    rng = np.random.default_rng(11)
+    s = _views_support(rng, 60, 5)
+    settings = MatchSettings(unknown_word_distance=None, not_in_view_distance=not_in_view, mutual_exclusivity=0.05)
+    candidates = rng.normal(size=(10, 16)).astype(np.float32)
+    pre = s.candidate_distances(candidates, settings)  # while the person speaks
+    for _ in range(20):
+        query = rng.normal(size=8).astype(np.float32)
+        fresh = s.resolve(query, candidates, settings)
+        early = s.resolve(query, candidates, settings, precomputed=pre)
+        assert early == fresh  # every field, every candidate's distance and probability, bit for bit
+        got = [(c.index, c.image_distance, c.word_probability) for c in early.ranked]
+        assert got == _rank_as_before(s, fresh.pair_index, candidates, settings)  # and as the ranking was before
+
+
+def test_precomputed_distances_go_stale_when_the_taught_set_changes():
+    rng = np.random.default_rng(12)
+    s = _views_support(rng, 30, 3)
+    settings = MatchSettings(unknown_word_distance=None, not_in_view_distance=None, mutual_exclusivity=0.05)
+    candidates = rng.normal(size=(6, 16)).astype(np.float32)
+    query = rng.normal(size=8).astype(np.float32)
+    changes = [
+        lambda: s.add(100, rng.normal(size=8).astype(np.float32), rng.normal(size=(2, 16)).astype(np.float32), "new"),
+        lambda: s.add_view(3, candidates[0] + 0.01, key=7),  # a confirmed answer's crop, near a candidate
+        lambda: s.relabel(5, "w0"),
+        lambda: s.remove_view(7),
+        lambda: s.remove(4),
+    ]
+    for change in changes:
+        pre = s.candidate_distances(candidates, settings)
+        change()
+        assert pre.version != s.version
+        assert s.resolve(query, candidates, settings, precomputed=pre) == s.resolve(query, candidates, settings)
+        row = s.resolve(query, candidates, settings).pair_index
+        got = [(c.index, c.image_distance, c.word_probability) for c in s.rank_candidates(row, candidates, settings, pre)]
+        assert got == _rank_as_before(s, row, candidates, settings)
+    # distances computed for other candidates (another view) are not used either
+    other = s.candidate_distances(candidates[:3], settings)
+    assert s.resolve(query, candidates, settings, precomputed=other) == s.resolve(query, candidates, settings)

@@ -168,6 +168,17 @@ def test_latency_benchmark_measures_the_controllers_answer_path(speech):
     assert res["parts_p50_ms"]["candidate_embeddings"] < 1.0
 
 
+def test_latency_benchmark_stores_views_per_pair_and_compares_view_counts_in_alternating_rounds():
+    from edge.commands.bench_latency import measure_latency
+
+    got = measure_latency("default", "pixels", pairs=12, n_candidates=6, n_requests=4, views=(3, 1), rounds=2)
+    assert [r["views_per_pair"] for r in got] == [3, 1]
+    assert [r["image_rows"] for r in got] == [36, 12]  # every pair holds its views, as teaching stores them
+    for r in got:
+        assert r["requests"] == 4 and 0 < r["p50_ms"] <= r["p95_ms"]
+        assert 0 <= r["heard_p50_ms"] <= r["p50_ms"]  # the speech side left out: what a heard request waits for
+
+
 def test_idle_benchmark_reports_cpu_and_memory(tmp_path):
     import subprocess
     import sys

@@ -172,11 +172,83 @@ def test_request_wavs_decode_like_the_general_reader(tmp_path, subtype, channels
 
     from edge.audio import read_wav
 
+    from edge.audio import resample
+
     rng = np.random.default_rng(2)
     x = (0.4 * rng.uniform(-1, 1, (24000, channels))).astype(np.float32)
     path = tmp_path / "a.wav"
     soundfile.write(path, x, 48000, subtype=subtype)
+    reference = resample(soundfile.read(path, dtype="float32")[0].reshape(24000, channels).mean(axis=1), 48000, 16000)  # libsndfile's decoding
     assert np.allclose(read_request_audio(path, 16000, 5450, 2.0), read_wav(path, 16000), atol=1e-6)
+    assert np.allclose(read_wav(path, 16000), reference, atol=2e-5 if subtype == "PCM_U8" else 1e-6)
+    if subtype == "PCM_16" and channels == 1:  # a memory export's wav: the same parser
+        from edge.memory import decode_wav
+
+        pcm, rate = decode_wav(path.read_bytes(), "a.wav")
+        assert rate == 48000 and np.array_equal(pcm, soundfile.read(path, dtype="int16")[0])
+
+
+DAMAGED_WAVS = {
+    "chunkless body of zeros": b"RIFF\x24\0\0\0WAVE" + b"\0" * 32,  # issue 19: scipy's UnboundLocalError
+    "nothing after WAVE": b"RIFF\x24\0\0\0WAVE",
+    "fmt chunk cut short": b"RIFF\x24\0\0\0WAVEfmt \x10\0\0\0\x01\0",  # scipy's struct.error
+    "fmt without data": b"RIFF\x24\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x80\x3e\0\0\0\x7d\0\0\x02\0\x10\0",
+    "a chunk claiming 2 GB": b"RIFF\x24\0\0\0WAVEJUNK\xff\xff\xff\x7f" + b"\0" * 16,
+    "RIFX of zeros": b"RIFX\0\0\0\x24WAVE" + b"\0" * 32,
+    "RF64 of zeros": b"RF64\xff\xff\xff\xffWAVE" + b"\0" * 32,
+    "a 0 Hz fmt": b"RIFF\x24\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\0\0\0\0\0\0\0\0\x02\0\x10\0data\x04\0\0\0\1\0\2\0",
+}
+
+
+@pytest.mark.parametrize("name", DAMAGED_WAVS)
+def test_a_damaged_wav_is_one_line_naming_it_on_every_reader_path(tmp_path, name):
+    """The daemon's ask, the general reader (bench, microphone.source, `showsay` tools) and a memory export's wav."""
+    from edge.audio import read_wav
+    from edge.memory import MemoryInputError, decode_wav
+
+    path = tmp_path / "damaged.wav"
+    path.write_bytes(DAMAGED_WAVS[name])
+    ctrl, _ = controller()
+    with Running(ctrl):
+        reply = ctrl.request({"cmd": "ask", "wav": str(path)}, timeout_s=5.0)
+    assert reply["ok"] is False and reply["error"].startswith(f"{path}: ") and "\n" not in reply["error"], reply
+    for read in (lambda: read_wav(path, 16000), lambda: read_request_audio(path, 16000, 5450, 2.0)):
+        with pytest.raises(AudioError, match=f"^{path}: ") as err:
+            read()
+        assert "\n" not in str(err.value)
+    with pytest.raises(MemoryInputError, match="^pair-000001.wav: "):
+        decode_wav(path.read_bytes(), "pair-000001.wav")
+
+
+def test_a_wav_cut_short_keeps_the_frames_it_holds(tmp_path):
+    from edge.audio import read_wav
+
+    x = (0.3 * np.sin(np.arange(16000) / 7.0)).astype(np.float32)
+    write_wav(tmp_path / "whole.wav", x, 16000)
+    data = (tmp_path / "whole.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: 44 + 2 * 1000 + 1])  # 1,000 frames and half of the next
+    assert np.allclose(read_wav(tmp_path / "cut.wav"), x[:1000], atol=1 / 32767 + 1e-6)
+
+
+def test_a_damaged_wav_in_a_memory_export_is_refused_by_import_in_one_line(tmp_path, capsys):
+    import hashlib
+    import json
+
+    from edge.cli import main
+    from edge.memory import Memory
+
+    with Memory(tmp_path / "a.sqlite3") as mem:
+        mem.teach(np.ones(1600, np.int16), 16000, np.zeros((8, 8, 3), np.uint8), label="cup")
+        mem.export(tmp_path / "export")
+    meta_path = next((tmp_path / "export").glob("pair-*.json"))
+    meta = json.loads(meta_path.read_text())
+    wav = tmp_path / "export" / meta["audio"]
+    wav.write_bytes(DAMAGED_WAVS["chunkless body of zeros"])
+    meta["audio_sha256"] = hashlib.sha256(wav.read_bytes()).hexdigest()  # a consistent but damaged export
+    meta_path.write_text(json.dumps(meta))
+    code = main(["memory", "import", str(tmp_path / "export"), "--db", str(tmp_path / "b.sqlite3")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and f"{wav}: a wav file without a 'fmt ' chunk" in err, err
 
 
 def test_big_endian_rifx_wavs_are_read_too(tmp_path):

@@ -259,7 +259,8 @@ def test_nothing_outside_the_packaged_page_is_served(rig, path):
 
 
 def test_request_size_and_connection_limits(rig):
-    settings = WebSettings(enabled=True, port=0, max_connections=3, max_event_streams=1, max_body_bytes=256, client_timeout_s=1.0)
+    # client_timeout_s leaves room for a loaded machine: the idle connections must still be open when the extra one arrives
+    settings = WebSettings(enabled=True, port=0, max_connections=3, max_event_streams=1, max_body_bytes=256, client_timeout_s=4.0)
     server, daemon, _ = rig(settings)
     status, _, reply = send(server, "POST", "/api/teach", {"label": "x" * 400})
     assert status == 413 and "max_body_bytes=256" in reply["error"]

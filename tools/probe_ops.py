@@ -292,14 +292,20 @@ def probe_ask(tmp: Path) -> dict:
 # ---------------------------------------------------------------------------- logs
 
 
-def probe_logs(tmp: Path, events: int = 3000, pace_s: float = 0.03) -> dict:
+def probe_logs(tmp: Path, events: int = 3000, pace_s: float = 0.03, first_audio_timeout_s: float | None = None,
+               flood_limit_mb: float = 200.0) -> dict:
     """``events`` event lines (teach / cancel over the socket) while the PulseAudio server is killed and restarted.
 
-    The server is down 2 s and up 3 s per cycle. A daemon log over 200 MB means PortAudio's ALSA
-    backend is spinning on a vanished server (it prints an assertion line per loop to fd 2); the
-    daemon is then killed and the run reported as flooded.
+    The server is down 2 s and up 3 s per cycle. A daemon log over ``flood_limit_mb`` means
+    PortAudio's ALSA backend is spinning on a vanished server (it prints an assertion line per loop
+    to fd 2); the daemon is then sent SIGTERM (killed when it has not exited 15 s later) and the run
+    reported as flooded, with the time from SIGTERM to exit and the event lines found among what was
+    sent until then. ``first_audio_timeout_s`` (0.5: the aggressive setting that made PortAudio spin
+    in issue 19) is the microphone setting of that name.
     """
     fast = {"reconnect_backoff_s": 0.1, "max_backoff_s": 0.5, "stall_timeout_s": 1.0}
+    if first_audio_timeout_s is not None:
+        fast["first_audio_timeout_s"] = first_audio_timeout_s
     s = Session(tmp, microphone=fast, teach={"timeout_s": 120.0})
     flaps = [0]
     flooded = [False]
@@ -312,9 +318,8 @@ def probe_logs(tmp: Path, events: int = 3000, pace_s: float = 0.03) -> dict:
             for _ in range(20):
                 if stop.wait(0.1):
                     break
-                if s.daemon.log_path.stat().st_size > 200e6:
+                if s.daemon.log_path.stat().st_size > flood_limit_mb * 1e6:
                     flooded[0] = True
-                    s.daemon.proc.kill()
                     stop.set()
             if stop.is_set():
                 break
@@ -348,17 +353,28 @@ def probe_logs(tmp: Path, events: int = 3000, pace_s: float = 0.03) -> dict:
     finally:
         stop.set()
         s.close()
-    if flooded[0]:
-        return {"flooded": True, "flaps": flaps[0], "sent_before_flood": sent}
+    log_bytes = s.daemon.log_path.stat().st_size
+    if flooded[0] or log_bytes > 200e6:  # counted by grep: a flooded log does not fit in memory
+        grep = lambda pattern: int(subprocess.run(["grep", "-a", "-c", "-F", pattern, str(s.daemon.log_path)],  # noqa: E731
+                                                  capture_output=True, text=True).stdout or 0)
+        logged = grep('event {"event":"teach_started"') + grep('event {"event":"teach_cancelled"')
+        return {"flooded": True, "log_bytes": log_bytes, "seconds": round(time.monotonic() - t0, 1), "flaps": flaps[0],
+                "events_sent": sent, "event_lines_found": logged, "lost": sent - logged,
+                "native_loop_lines": grep("Expression 'self->capture.ready || self->playback.ready' failed"),
+                "daemon_exit_code": s.exit_code, "stop_s": s.stop_s}
     log = s.daemon.log_path.read_text(errors="replace")
     started = len(re.findall(r'event \{"event":"teach_started"', log))
     cancelled = len(re.findall(r'event \{"event":"teach_cancelled"', log))
     return {
         "daemon_exit_code": s.exit_code, "stop_s": s.stop_s,
         "event_lines_expected": sent, "replies_ok": replies_ok, "teach_started_lines": started, "teach_cancelled_lines": cancelled,
-        "lost": sent - started - cancelled, "seconds": round(took, 1), "pulse_restarts": flaps[0],
+        "lost": sent - started - cancelled, "seconds": round(took, 1), "pulse_restarts": flaps[0], "log_bytes": log_bytes,
         "microphone_lost_lines": log.count("microphone lost"), "cannot_open_lines": log.count("cannot open"),
         "recovered_lines": log.count("microphone recovered"), "native_alsa_lines": log.count("ALSA lib") + log.count("Expression '"),
+        "portaudio_stuck_lines": log.count("has not returned within"),
+        "native_lines_held_back": sum(int(n) for n in re.findall(r"native: (\d+) more native line\(s\) like this held back", log)),
+        "native_held_back_lines": [line[:200] for line in log.splitlines() if "like this held back" in line][:8],
+        "portaudio_stuck_examples": [line[:300] for line in log.splitlines() if "has not returned within" in line][:4],
     }
 
 
@@ -496,6 +512,8 @@ def main() -> int:
     parser.add_argument("probe", choices=("socket", "ask", "logs", "starts", "teach"))
     parser.add_argument("--runs", type=int, default=12, help="starts: runs per case")
     parser.add_argument("--events", type=int, default=3000, help="logs: event lines to produce")
+    parser.add_argument("--first-audio-timeout-s", type=float, help="logs: the microphone's first_audio_timeout_s (0.5: aggressive)")
+    parser.add_argument("--flood-limit-mb", type=float, default=200.0, help="logs: a daemon log this large ends the run as flooded")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="showsay-probe-") as tmp:
         if args.probe == "socket":
@@ -503,7 +521,7 @@ def main() -> int:
         elif args.probe == "ask":
             result = probe_ask(Path(tmp))
         elif args.probe == "logs":
-            result = probe_logs(Path(tmp), args.events)
+            result = probe_logs(Path(tmp), args.events, first_audio_timeout_s=args.first_audio_timeout_s, flood_limit_mb=args.flood_limit_mb)
         elif args.probe == "teach":
             result = probe_teach(Path(tmp))
         else:

@@ -7,10 +7,15 @@ none of them, and 10 validation words never taught in that episode are asked aga
 support set. ``--fsdd`` adds the older table (one fsdd speaker teaches the digits; the other three
 ask them, and speech_commands_sample words are the untaught ones): digits are the test, so that table
 is reported, never used to choose.
-Not in view: a COIL-20 view taught, a scene of four other objects with or without the taught object
-seen from at least ``--min-view-gap`` poses away (5 degrees each).
+Not in view: an object taught with ``--views`` views (default ``teach.views``, ``--view-step`` poses
+apart), a scene of four other objects with or without the taught object seen from at least
+``--min-view-gap`` poses (5 degrees each) away from every taught view; a candidate's distance is the
+minimum over the taught views, as the daemon's. ``--images``: COIL-20 objects 1-10 (the default; the
+test set: reported, never chosen on) or a multi-view archive that is not the test
+(``tools/turntable.py``: rendered objects textured with scikit-image's photographs).
 
     python tools/thresholds.py --data ../shared/data [--speech-encoder keywords] [--fsdd]
+    python tools/thresholds.py --no-speech --images out/data/turntable/turntable.npz --views 5,1
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import numpy as np
 
 from edge.audio import read_wav
 from edge.bench.runner import EmbeddingCache
+from edge.daemon import TeachSettings
 from edge.bench.validation import CORPUS, cross_speaker_episodes, validation_items
 from edge.encoders import EncoderSettings, PixelImage, load_image_encoder, load_speech_encoder, support_set_for
 from edge.features import SpeechFeatureSettings
@@ -94,27 +100,50 @@ def speech_table(data: Path, speech: str, thresholds: list[float], trials: int, 
         print(f"| {t:.2f} | {(k <= t).mean():.1%} | {(u > t).mean():.1%} |")
 
 
-def image_table(data: Path, thresholds: list[float], trials: int, seed: int, gap: int) -> None:
+def support_poses(taught: int, views: int, step: int, poses: int = 72) -> list[int]:
+    """The taught pose and the views around it, ``step`` poses apart (0, +S, -S, +2S, ...), as ``bench --teach-view-step``."""
+    offsets = [0] + [sign * step * k for k in range(1, views) for sign in (1, -1)]
+    return [(taught + o) % poses for o in offsets[:views]]
+
+
+def image_table(archive_path: Path, thresholds: list[float], trials: int, seed: int, gap: int, views: int,
+                step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Not in view: a taught object (``views`` views), a scene of 4 other objects, with or without the taught one turned away."""
     enc = load_image_encoder(EncoderSettings(image="objects"))
-    archive = np.load(data / "coil20" / "coil20_objects_01_10.npz")
+    archive = np.load(archive_path)
     images, labels, pose = archive["images"], archive["labels"], archive["pose"].astype(int)
+    n_poses = int(pose.max()) + 1
     emb = np.concatenate([enc.embed(preprocess_batch(list(images[i : i + 64]), enc.settings)) for i in range(0, len(images), 64)])
+    index = {(int(lab), int(p)): i for i, (lab, p) in enumerate(zip(labels, pose))}
     rng = np.random.default_rng(seed)
-    present, absent = [], []
+    present, absent, right = [], [], []
     objects = sorted(set(labels.tolist()))
     for _ in range(trials):
-        obj = rng.choice(objects)
-        views = np.flatnonzero(labels == obj)
-        taught = rng.choice(views)
-        far = [i for i in views if min(abs(pose[i] - pose[taught]), 72 - abs(pose[i] - pose[taught])) >= gap]
-        scene = [rng.choice(np.flatnonzero(labels == o)) for o in rng.choice([o for o in objects if o != obj], 4, replace=False)]
-        present.append(cosine_distances(emb[taught : taught + 1], emb[scene + [rng.choice(far)]]).min())
-        absent.append(cosine_distances(emb[taught : taught + 1], emb[scene]).min())
-    p, a = np.array(present), np.array(absent)
-    print(f"\nnot_in_view_distance, shipped objects encoder ({trials} scenes of 4 other objects, taught view >= {gap} poses away)")
-    print("| threshold | answered when in view | rejected when absent |\n| --- | --- | --- |")
+        obj = int(rng.choice(objects))
+        taught = support_poses(int(rng.integers(n_poses)), views, step, n_poses)
+        far = [p for p in range(n_poses) if all(min(abs(p - t), n_poses - abs(p - t)) >= gap for t in taught)]
+        scene = [index[(int(o), int(rng.integers(n_poses)))] for o in rng.choice([o for o in objects if o != obj], 4, replace=False)]
+        shown = index[(obj, int(rng.choice(far)))]
+        d = cosine_distances(emb[[index[(obj, t)] for t in taught]], emb[scene + [shown]]).min(axis=0)  # (5,): min over views
+        present.append(d.min())
+        right.append(d.argmin() == 4)  # the nearest candidate is the taught object itself
+        absent.append(d[:4].min())
+    p, a, r = np.array(present), np.array(absent), np.array(right)
+    print(f"\nnot_in_view_distance, shipped objects encoder, {archive_path} ({trials} scenes of 4 other objects; the object taught with "
+          f"{views} view(s) {step} poses apart, shown >= {gap} poses from each)")
+    print_image_rates(p, a, r, thresholds)
+    return p, a, r
+
+
+def print_image_rates(p: np.ndarray, a: np.ndarray, r: np.ndarray, thresholds: list[float]) -> None:
+    """The table of answered / rejected rates per threshold, and where the two are equal."""
+    print("| threshold | answered when in view | answered with the right object | rejected when absent |\n| --- | --- | --- | --- |")
     for t in thresholds:
-        print(f"| {t:.2f} | {(p <= t).mean():.1%} | {(a > t).mean():.1%} |")
+        print(f"| {t:.2f} | {(p <= t).mean():.1%} | {((p <= t) & r).mean():.1%} | {(a > t).mean():.1%} |")
+    grid = np.linspace(0.0, 1.0, 401)
+    balance = grid[np.argmin([abs((p <= t).mean() - (a > t).mean()) for t in grid])]
+    print(f"equal rates at {balance:.4f}: {(p <= balance).mean():.1%} answered, {(a > balance).mean():.1%} rejected; "
+          f"distance to the shown object median {np.median(p):.3f}, nearest other object median {np.median(a):.3f}")
 
 
 def main() -> None:
@@ -126,14 +155,28 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=300, help="validation episodes for the unknown-word table")
     ap.add_argument("--fsdd", action="store_true", help="also the fsdd table (the test data: reported, never chosen on)")
     ap.add_argument("--no-images", action="store_true", help="skip the not_in_view table")
+    ap.add_argument("--no-speech", action="store_true", help="skip the unknown_word table")
+    ap.add_argument("--images", type=Path, action="append", help="multi-view archive (images, labels, pose) for the not_in_view table "
+                    "(default: DATA/coil20/coil20_objects_01_10.npz, the test set; tools/turntable.py makes one that is not); "
+                    "repeat it for several, pooled in a last table")
+    ap.add_argument("--views", default=str(TeachSettings().views), help="teaching views per object, comma-separated (default: teach.views)")
+    ap.add_argument("--view-step", type=int, default=2, help="poses between teaching views (default 2: 10 degrees on a 5-degree turntable)")
+    ap.add_argument("--trials", type=int, default=2000, help="scenes per not_in_view table")
     args = ap.parse_args()
     grid = [0.2, 0.22, 0.24, 0.26, 0.28, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55]
-    real_speech_table(args.data, args.speech_encoder, grid, args.episodes, args.seed)
+    if not args.no_speech:
+        real_speech_table(args.data, args.speech_encoder, grid, args.episodes, args.seed)
     if args.fsdd:
         speech_table(args.data, args.speech_encoder, grid, trials=10, seed=args.seed)
     if args.no_images:
         return
-    image_table(args.data, [0.25, 0.3, 0.35, 0.4], trials=2000, seed=args.seed, gap=args.min_view_gap)
+    archives = args.images or [args.data / "coil20" / "coil20_objects_01_10.npz"]
+    grid = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45]
+    for views in [int(v) for v in args.views.split(",")]:
+        got = [image_table(a, grid, args.trials, args.seed, args.min_view_gap, views, args.view_step) for a in archives]
+        if len(got) > 1:
+            print(f"\nall {len(got)} archives pooled, {views} view(s)")
+            print_image_rates(*(np.concatenate(x) for x in zip(*got)), grid)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import numpy as np
 
 from edge.bench.episodes import Episode, EpisodeSampler
 from edge.bench.manifest import ImageItem, SpeechItem
-from edge.bench.runner import BenchSettings, EmbeddingCache, mean_ci95
+from edge.bench.runner import BenchSettings, EmbeddingCache, mean_ci95, row_protocol
 from edge.candidates import Box, iou  # boxes are (x, y, w, h) pixels, as the finders write them
 from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops, support_set_for
 from edge.features import SpeechFeatureSettings
@@ -319,6 +319,8 @@ def run_scene_benchmark(
         "seeds": list(settings.seeds), "min_view_gap": settings.min_view_gap, "speakers": settings.speakers,
         "teach_views": settings.teach_views, "teach_view_step": settings.teach_view_step,
         "speech_encoder": speech_enc.encoder_id, "image_encoder": image_enc.encoder_id,
+        "protocol": row_protocol(speech_enc, image_enc), "speech_protocol": getattr(speech_enc, "protocol", "pretrained"),
+        "image_protocol": getattr(image_enc, "protocol", "pretrained"),
         "mutual_exclusivity": settings.mutual_exclusivity, "word_best_of": settings.word_best_of, "dtw_warp": settings.dtw_warp, "none_of_them_distance": none_of_them_distance, "accuracy": acc, "ci95": ci,
         "accuracy_distance_only": acc_dist, "ci95_distance_only": ci_dist, "image_accuracy": im_acc, "image_ci95": im_ci,
         "finder_recall": float(np.mean(recall)), "candidates_per_frame": float(np.mean(n_cands)),

@@ -7,6 +7,9 @@ Latency runs from the end of the utterance (the endpointer has closed it) to the
 features, speech embedding, candidate embeddings (cached while the person spoke, as the daemon
 does; the uncached cost is reported too) and the match. Support sets beyond the bundled utterances
 are filled with perturbed copies of real embeddings: matching cost depends on sizes, not content.
+Each pair holds ``teach.views`` image views, as teaching stores them (``--views 5,1`` compares
+settings in alternating rounds). "heard" is what remains after the utterance closes when the speech
+side ran at the first pause, as the daemon does for a heard request (``speech_precomputed``).
 
 bench-idle runs the whole daemon (microphone or a silent real-time source, a 15 fps camera, the
 control socket) for ``--seconds`` and reports its CPU use and resident memory.
@@ -22,7 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -37,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--requests", type=int, default=100, help="requests per measurement (default 100)")
     p.add_argument("--speech-encoder", action="append", help="speech encoder(s) to measure (default: dtw and every shipped one: keywords, triplet, ensemble)")
     p.add_argument("--image-encoder", action="append", help="image encoder(s) to measure (default: pixels and every shipped one present)")
+    p.add_argument("--views", help="views per taught pair, comma-separated settings measured in alternating rounds, e.g. 5,1 "
+                   "(default: the config's teach.views, as teaching stores them)")
+    p.add_argument("--rounds", type=int, default=4, help="alternating rounds the requests are split into (default 4)")
     p.add_argument("--json", help="write the results here as JSON")
     p.set_defaults(func=run_latency)
 
@@ -111,27 +117,28 @@ def _perturbed(rep: np.ndarray, metric: str, rng: np.random.Generator) -> np.nda
     return rep + rng.normal(0, 0.05, rep.shape).astype(np.float32)
 
 
-def measure_latency(speech_name: str, image_name: str, pairs: int, n_candidates: int, n_requests: int, seed: int = 0) -> dict:
-    """p50/p95 answer latency of the controller for one encoder pair and support-set size."""
+def _latency_controller(speech_name: str, image_name: str, pairs: int, n_candidates: int, views: int, seed: int = 0) -> tuple[Any, list[Any]]:
+    """A controller with ``pairs`` taught pairs of ``views`` views each, a frame of ``n_candidates`` in view; and the utterances."""
     from edge.camera import StaticFrames
     from edge.candidates import CandidateSettings, make_finder, teach_region
     from edge.config import Config
     from edge.daemon import Controller
-    from edge.encoders import EncoderSettings, embed_crops, load_image_encoder, load_speech_encoder
-    from edge.matching import NO_REJECTION
+    from edge.encoders import embed_crops, load_image_encoder, load_speech_encoder
 
     cfg = Config()
-    enc = EncoderSettings(speech=speech_name, image=image_name)
+    enc = dataclasses.replace(cfg.encoders, speech=speech_name, image=image_name)
     speech = load_speech_encoder(enc, cfg.speech_features)
     image = load_image_encoder(enc)
     rows = max(1, int(np.sqrt(n_candidates / 2)))
     cand = CandidateSettings(finder="grid", grid_rows=rows, grid_cols=int(np.ceil(n_candidates / rows)), max_candidates=n_candidates)
     frames = StaticFrames([_table_frame()])
     frames.start()
+    # the config's matching (mutual exclusivity, word_best_of) without the rejections: every request runs the whole path
+    matching = dataclasses.replace(cfg.matching, unknown_word_distance=None, not_in_view_distance=None)
     ctrl = Controller(
         speech_encoder=speech, image_encoder=image, feature_settings=cfg.speech_features, memory=_NoMemory(),  # type: ignore[arg-type]
         audio=None, endpointer=None, frames=frames, finder=make_finder(cand),  # type: ignore[arg-type]
-        teach_region=lambda img: teach_region(img, cand), matching=NO_REJECTION,
+        teach_region=lambda img: teach_region(img, cand), matching=matching,
     )
     utts = _utterances()
     rng = np.random.default_rng(seed)
@@ -142,11 +149,16 @@ def measure_latency(speech_name: str, image_name: str, pairs: int, n_candidates:
         s = speech_reps[i % len(speech_reps)]
         if i >= len(speech_reps):
             s = _perturbed(s, speech.metric, rng)
-        v = image_reps[i % len(image_reps)] + rng.normal(0, 0.05, image_reps.shape[1]).astype(np.float32)
+        v = image_reps[i % len(image_reps)] + rng.normal(0, 0.05, (views, image_reps.shape[1])).astype(np.float32)  # views as teaching stores them
         ctrl.support.add(i + 1, s, v, None)
+    return ctrl, utts
+
+
+def _latency_round(ctrl: Any, utts: list[Any], n_requests: int, offset: int = 0) -> tuple[list[float], list[float], list[dict]]:
+    """(cached latencies, uncached latencies, timing parts) of ``n_requests`` answers."""
     cached, uncached, parts = [], [], []
     for r in range(n_requests):
-        u = utts[r % len(utts)]
+        u = utts[(offset + r) % len(utts)]
         ctrl.prefetch_view()  # what the loop did while the person was speaking
         ev = ctrl.answer(u.pcm, u.sample_rate_hz)
         assert ev["view_cached"], "the prefetched view was not used"
@@ -154,38 +166,79 @@ def measure_latency(speech_name: str, image_name: str, pairs: int, n_candidates:
         parts.append(ev["timings_ms"])
         ctrl.clear_views()  # no prefetch: the image encoder runs on the critical path
         uncached.append(ctrl.answer(u.pcm, u.sample_rate_hz)["latency_ms"])
-    got = len(ctrl.finder.find(frames.latest().image))
+    return cached, uncached, parts
 
+
+def _summary(ctrl: Any, pairs: int, views: int, cached: list[float], uncached: list[float], parts: list[dict]) -> dict:
     def pct(xs: list[float], q: float) -> float:
         return round(float(np.percentile(xs, q)), 2)
 
+    # a heard request computes the speech side at the first pause (speech_precomputed): what is left after the utterance closes
+    heard = [max(0.0, c - p["features"] - p["speech_embedding"]) for c, p in zip(cached, parts)]
     return {
-        "speech_encoder": speech.encoder_id, "image_encoder": image.encoder_id, "pairs": pairs, "candidates": got,
-        "requests": n_requests,
+        "speech_encoder": ctrl.speech_encoder.encoder_id, "image_encoder": ctrl.image_encoder.encoder_id, "pairs": pairs,
+        "views_per_pair": views, "image_rows": int(len(ctrl.support.image_embeddings())),
+        "candidates": len(ctrl.finder.find(ctrl.frames.latest().image)), "requests": len(cached),
         "p50_ms": pct(cached, 50), "p95_ms": pct(cached, 95),
+        "heard_p50_ms": pct(heard, 50), "heard_p95_ms": pct(heard, 95),
         "uncached_p50_ms": pct(uncached, 50), "uncached_p95_ms": pct(uncached, 95),
         "parts_p50_ms": {k: pct([p[k] for p in parts], 50) for k in parts[0]},
     }
 
 
+def measure_latency(speech_name: str, image_name: str, pairs: int, n_candidates: int, n_requests: int, seed: int = 0,
+                    views: Sequence[int] = (1,), rounds: int = 1) -> dict | list[dict]:
+    """p50/p95 answer latency of the controller for one encoder pair and support-set size.
+
+    With several ``views`` (views per taught pair) the settings are measured in ``rounds`` alternating
+    rounds of ``n_requests / rounds`` requests each (a shared machine's load drifts; alternating spreads
+    it over all of them) and a list is returned, one result per setting; with one, its result.
+    """
+    setups = [_latency_controller(speech_name, image_name, pairs, n_candidates, v, seed) for v in views]
+    per_round = max(1, n_requests // max(1, rounds))
+    got: list[tuple[list, list, list]] = [([], [], []) for _ in views]
+    for r in range(max(1, rounds)):
+        for (ctrl, utts), acc in zip(setups, got):
+            for mine, new in zip(acc, _latency_round(ctrl, utts, per_round, r * per_round)):
+                mine.extend(new)
+    results = [_summary(ctrl, pairs, v, *acc) for (ctrl, _), v, acc in zip(setups, views, got)]
+    return results if len(views) > 1 else results[0]
+
+
 def run_latency(args: argparse.Namespace) -> int:
     """Measure every combination and print a table."""
+    from edge.config import Config
+
     if not getattr(args, "verbose", False):  # every answer is an event log line: thousands here
         logging.getLogger("edge.daemon").setLevel(logging.WARNING)
     pair_counts = [int(x) for x in args.pairs.split(",") if x.strip()]
+    views = [int(x) for x in args.views.split(",") if x.strip()] if args.views else [Config().teach.views]
+    if not views or min(views) < 1:
+        print(f"showsay bench-latency: --views: views per pair must be >= 1, got {args.views!r}", file=sys.stderr)
+        return 2
     speech_names = args.speech_encoder or _available("speech")
     image_names = args.image_encoder or _available("image")
     results = []
-    print(f"{'speech':>18} {'image':>22} {'pairs':>6} {'cands':>5} {'p50 ms':>8} {'p95 ms':>8} {'uncached p50/p95':>17}  parts p50 (features/speech/candidates/match)")
+    print(f"{'speech':>18} {'image':>22} {'pairs':>6} {'views':>5} {'cands':>5} {'p50 ms':>8} {'p95 ms':>8} {'heard p50/p95':>15} "
+          f"{'uncached p50/p95':>17}  parts p50 (features/speech/candidates/match)")
     for sp in speech_names:
         for im in image_names:
             for n in pair_counts:
-                res = measure_latency(sp, im, n, args.candidates, args.requests)
-                results.append(res)
-                pp = res["parts_p50_ms"]
-                print(f"{res['speech_encoder']:>18} {res['image_encoder']:>22} {n:>6} {res['candidates']:>5} {res['p50_ms']:>8.2f} {res['p95_ms']:>8.2f} "
-                      f"{res['uncached_p50_ms']:>8.2f}/{res['uncached_p95_ms']:<8.2f}  "
-                      f"{pp['features']:.2f}/{pp['speech_embedding']:.2f}/{pp['candidate_embeddings']:.2f}/{pp['match']:.2f}", flush=True)
+                got = measure_latency(sp, im, n, args.candidates, args.requests, views=views, rounds=args.rounds)
+                got = got if isinstance(got, list) else [got]
+                results.extend(got)
+                for res in got:
+                    pp = res["parts_p50_ms"]
+                    print(f"{res['speech_encoder']:>18} {res['image_encoder']:>22} {n:>6} {res['views_per_pair']:>5} {res['candidates']:>5} "
+                          f"{res['p50_ms']:>8.2f} {res['p95_ms']:>8.2f} {res['heard_p50_ms']:>7.2f}/{res['heard_p95_ms']:<7.2f} "
+                          f"{res['uncached_p50_ms']:>8.2f}/{res['uncached_p95_ms']:<8.2f}  "
+                          f"{pp['features']:.2f}/{pp['speech_embedding']:.2f}/{pp['candidate_embeddings']:.2f}/{pp['match']:.2f}", flush=True)
+                if len(got) > 1:
+                    base = got[-1]
+                    for res in got[:-1]:
+                        print(f"{'':>18} {'':>22} {n:>6} {res['views_per_pair']} vs {base['views_per_pair']} views: p50 x{res['p50_ms'] / base['p50_ms']:.2f}, "
+                              f"p95 x{res['p95_ms'] / base['p95_ms']:.2f}, heard p95 x{res['heard_p95_ms'] / max(base['heard_p95_ms'], 1e-3):.2f}, "
+                              f"match p50 x{res['parts_p50_ms']['match'] / max(base['parts_p50_ms']['match'], 1e-3):.2f}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results}, indent=2) + "\n")
     return 0

@@ -1,20 +1,22 @@
 """``showsay memory list|forget|label|export|import|check``: work on the memory file directly.
 
 For maintenance, backups and moving a robot's memory to another robot. While the daemon runs,
-use ``showsay forget/label`` instead (the daemon keeps its own copy of the pairs in RAM); the
-changing subcommands here refuse to run while a daemon answers on the configured socket unless
-``--force`` is given. Output is JSON lines.
+use ``showsay forget/label`` instead (the daemon keeps its own copy of the pairs in RAM): the
+changing subcommands (forget, label, import) take the state directory's lock
+(:class:`edge.memory.StateDirLock`, the one a running daemon holds) of the directory the memory
+file is in, and refuse in one line naming the holder when a daemon or another such command holds
+it. The reading ones (list, export, check) take no lock and work while a daemon runs. Output is
+JSON lines.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 from pathlib import Path
 
-from edge.config import Config, ConfigError, load_config
-from edge.memory import SCHEMA_VERSION, Memory, MemoryError_
+from edge.config import ConfigError, load_config
+from edge.memory import DAEMON_HOLDER, SCHEMA_VERSION, Memory, MemoryError_, StateDirInUse, StateDirLock
 
 CHANGING = {"forget", "label", "import"}
 
@@ -34,55 +36,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     add("list", "print every stored pair as a JSON line")
     q = add("forget", "delete a pair")
     q.add_argument("pair_id", type=int, metavar="ID")
-    q.add_argument("--force", action="store_true", help="even while the daemon runs")
     q = add("label", "name a pair (an empty TEXT clears the name)")
     q.add_argument("pair_id", type=int, metavar="ID")
     q.add_argument("text", metavar="TEXT")
-    q.add_argument("--force", action="store_true", help="even while the daemon runs")
     q = add("export", "write every pair to a new directory (wav + png + json each, a png per further view, plus index.json)")
     q.add_argument("dir", metavar="DIR")
     q = add("import", "add the pairs of an export directory (all or nothing; pairs already stored are skipped)")
     q.add_argument("dir", metavar="DIR")
-    q.add_argument("--force", action="store_true", help="even while the daemon runs")
     add("check", "run SQLite's integrity check and verify every pair's and view's bytes (exit 1 on any problem)")
 
 
-def _daemon_answers(cfg: Config) -> bool:
-    """True if something accepts connections on the configured control socket."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(1.0)
-    try:
-        sock.connect(cfg.control.socket_path)
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
-
-
 def run(args: argparse.Namespace) -> int:
-    """Open the file and do the one action."""
+    """Open the file and do the one action (holding the state directory's lock when it changes the file)."""
     prog = f"showsay memory {args.memory_command}"
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
-    path = Path(args.db) if args.db else cfg.memory.path
+    path = Path(args.db).expanduser() if args.db else cfg.memory.path
     action = args.memory_command
-    if action in CHANGING and not args.force and _daemon_answers(cfg):
-        print(
-            f"{prog}: a daemon is running on {cfg.control.socket_path}; use 'showsay {action}' so it updates what it holds "
-            "(or stop it, or pass --force)",
-            file=sys.stderr,
-        )
-        return 1
+    lock = None
     try:
+        if action in CHANGING and (action == "import" or path.parent.is_dir()):  # no directory: no memory, Memory says so
+            lock = StateDirLock(path.parent, holder=prog).acquire()
         with Memory(path, create=action == "import", busy_timeout_ms=cfg.memory.busy_timeout_ms) as memory:
             return _act(memory, args, prog)
+    except StateDirInUse as exc:
+        if exc.holder == DAEMON_HOLDER:
+            hint = f"use 'showsay {action}' so the daemon changes it and what it holds in step" if action != "import" else "stop the daemon first"
+            print(f"{prog}: {path}: in use by the showsay daemon (pid {exc.pid}); {hint}", file=sys.stderr)
+        else:
+            print(f"{prog}: {path}: in use by '{exc.holder}' (pid {exc.pid}); try again when it has finished", file=sys.stderr)
+        return 1
     except MemoryError_ as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _act(memory: Memory, args: argparse.Namespace, prog: str) -> int:

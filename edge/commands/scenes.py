@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from edge.bench.manifest import ManifestError, read_image_manifest, read_speech_
 from edge.bench.runner import BenchSettings
 from edge.bench.scenes import BACKGROUNDS, SceneError, SceneSettings, load_backgrounds, random_scenes, run_scene_benchmark, save_frames, score_finder
 from edge.config import ConfigError, load_config
-from edge.encoders import EncoderSettings, load_image_encoder, load_speech_encoder
+from edge.encoders import load_image_encoder, load_speech_encoder
 from edge.images import ImageError
 from edge.model_io import ModelError
 
@@ -37,8 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-view-gap", type=int, default=0, help="support and matching views at least this many views apart")
     p.add_argument("--teach-views", type=int, default=1, metavar="N", help="support images per taught pair: the taught view and those around it (needs a view column)")
     p.add_argument("--teach-view-step", type=int, default=1, metavar="S", help="with --teach-views: views S apart, centred on the taught one")
-    p.add_argument("--speech-encoder", default="dtw", help="dtw, default (fused with DTW at the config's encoders.fuse_dtw), or an .onnx path")
-    p.add_argument("--image-encoder", default="objects", help="pixels, digits, objects, or an .onnx path")
+    p.add_argument("--speech-encoder", help="keywords, triplet, ensemble, dtw, or an .onnx path (fused with DTW at the config's "
+                   "encoders.fuse_dtw); default: the config's encoders.speech")
+    p.add_argument("--image-encoder", help="pixels, digits, objects, or an .onnx path; default: the config's encoders.image")
     p.add_argument("--config", type=Path, help="YAML config (speech features, encoder threads, candidates settings)")
     p.add_argument("--json", type=Path, help="write the results here")
     p.set_defaults(func=run)
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"| {name} | {100 * score.recall:.1f} | {score.candidates_per_frame:.1f} | {score.ms_per_frame:.1f} |")
             print(f"({args.frames} scenes of {args.objects} objects, {scene_settings.frame_width_px}x{scene_settings.frame_height_px}, backgrounds {args.backgrounds})")
         if args.speech:
-            enc = EncoderSettings(speech=args.speech_encoder, image=args.image_encoder, backend=cfg.encoders.backend, threads=cfg.encoders.threads)
+            enc = dataclasses.replace(cfg.encoders, speech=args.speech_encoder or cfg.encoders.speech, image=args.image_encoder or cfg.encoders.image)
             bench = BenchSettings(ways=args.ways, shots=args.shots, episodes=args.episodes, queries=args.queries, seeds=(args.seed,),
                                   min_view_gap=args.min_view_gap, teach_views=args.teach_views, teach_view_step=args.teach_view_step,
                                   mutual_exclusivity=cfg.matching.mutual_exclusivity,
@@ -90,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
             summary["finder"] = args.bench_finder
             results["bench"] = summary
             print(
-                f"\nscene-level bench, finder {args.bench_finder}, {args.ways}-way {args.shots}-shot, {args.episodes} scenes: "
+                f"\nscene-level bench (protocol {summary['protocol']}: speech {summary['speech_encoder']}, image {summary['image_encoder']}), "
+                f"finder {args.bench_finder}, {args.ways}-way {args.shots}-shot, {args.episodes} scenes: "
                 f"multimodal {100 * summary['accuracy']:.1f} ± {100 * summary['ci95']:.1f} % (distance only {100 * summary['accuracy_distance_only']:.1f} %), image-only {100 * summary['image_accuracy']:.1f} ± {100 * summary['image_ci95']:.1f} %, "
                 f"finder recall {100 * summary['finder_recall']:.1f} %, {summary['candidates_per_frame']:.1f} candidates per frame"
             )
