@@ -60,3 +60,20 @@ def test_an_mfcc_checkpoint_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
     train("speech", load_train_settings(cfg), progress=False)
     assert export_main(["head", "--checkpoint", str(tmp_path / "m.pt"), "--out", str(tmp_path / "x.onnx")]) == 1
     assert "not a head on speech_embedding frames" in capsys.readouterr().err and not (tmp_path / "x.onnx").exists()
+
+
+def test_the_shipped_head_loads_by_name_as_a_pretrained_waveform_encoder() -> None:
+    """'keywords-head': protocol pretrained (its base is Google's), no DTW chosen for it, one unit 128-d vector per word."""
+    from edge.encoders import MODELS_DIR, SHIPPED_SPEECH
+
+    path = MODELS_DIR / SHIPPED_SPEECH["keywords-head"]
+    assert path.stat().st_size < 5_000_000
+    enc = load_speech_encoder(EncoderSettings(speech="keywords-head"), SpeechFeatureSettings())
+    assert enc.protocol == "pretrained" and enc.input_kind == "waveform" and enc.sample_rate_hz == 16000
+    assert enc.info.recommended == {"fuse_dtw": 0.0} and enc.info.model_id == "speech-keywords-head-s2-27689624"
+    t = np.arange(12000) / 16000
+    words = [0.3 * np.sin(2 * np.pi * 220 * t).astype(np.float32), 0.3 * np.sin(2 * np.pi * 700 * t[:6000]).astype(np.float32)]
+    out = np.asarray(enc.embed_audio(words))
+    assert out.shape == (2, 128)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert float(out[0] @ out[1]) < 0.999  # two different sounds, two different vectors
