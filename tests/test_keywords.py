@@ -103,6 +103,8 @@ def test_names_and_per_encoder_dtw_weights():
     # the triplet trained with real voices records no DTW as its choice on held-out speakers (issue 16)
     assert not isinstance(triplet, FusedSpeech) and triplet.info.recommended == {"fuse_dtw": 0.0} and old.encoder_id == triplet.encoder_id
     assert isinstance(load_speech_encoder(EncoderSettings(speech="triplet", fuse_dtw=0.5), FEATURES), FusedSpeech)
+    ensemble = load_speech_encoder(EncoderSettings(speech="ensemble"), FEATURES)
+    assert isinstance(ensemble, FusedSpeech) and ensemble.dtw_weight == 0.1  # the weight its held-out speakers chose
     assert triplet.protocol == "seeds" and default.protocol == "pretrained"
     fused = load_speech_encoder(EncoderSettings(fuse_dtw=0.3), FEATURES)  # a number in the config wins
     assert isinstance(fused, FusedSpeech) and fused.dtw_weight == 0.3
