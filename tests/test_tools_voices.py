@@ -65,3 +65,15 @@ def test_the_committed_seeds_table_spec_labels_every_row():
             assert not any(s in ("keywords", "efficientword-net") or "head" in s for s in speech), row["name"]
         else:
             assert any(s in ("keywords", "efficientword-net") or "head" in s for s in speech), row["name"]
+
+
+def test_the_readme_states_each_speech_encoders_own_dtw_weight():
+    """README's 'keywords, keywords-head and triplet 0, ensemble 0.1' is what fuse_dtw: null gives each shipped name."""
+    from edge.encoders import MODELS_DIR, SHIPPED_SPEECH, EncoderSettings, OnnxEncoder, fuse_dtw_for
+
+    weights = {n: fuse_dtw_for(EncoderSettings(speech=n), OnnxEncoder(MODELS_DIR / SHIPPED_SPEECH[n]).info)
+               for n in ("keywords", "keywords-head", "triplet", "ensemble")}
+    zero = " and ".join([", ".join(n for n, w in weights.items() if w == 0.0)][0].rsplit(", ", 1))
+    others = ", ".join(f"{n} {w:g}" for n, w in weights.items() if w != 0.0)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"real speakers ({zero} 0, {others})" in readme
