@@ -77,3 +77,21 @@ def test_the_readme_states_each_speech_encoders_own_dtw_weight():
     others = ", ".join(f"{n} {w:g}" for n, w in weights.items() if w != 0.0)
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert f"real speakers ({zero} 0, {others})" in readme
+
+
+def test_the_rendered_seeds_table_has_one_line_per_system_with_its_settings_in_order():
+    table = _tool("seeds_table")
+
+    def result(name, speakers, shots, acc, seeds=(0.5,)):
+        return {"name": name, "speakers": speakers, "shots": shots, "accuracy": acc, "accuracy_ci95": 0.02,
+                "accuracy_per_seed": list(seeds), "speech_accuracy": acc + 0.1, "speech_accuracy_ci95": 0.01,
+                "speech_accuracy_per_seed": [s + 0.1 for s in seeds], "image_accuracy": 0.8, "image_ci95": 0.01}
+
+    rows = [{"name": "a", "protocol": "seeds", "data": "synthetic"}, {"name": "b", "protocol": "pretrained", "data": "?"},
+            {"name": "never run", "protocol": "seeds", "data": "x"}]
+    results = [result("b", "different", 1, 0.7), result("a", "same", 5, 0.9, (0.88, 0.92)), result("a", "different", 1, 0.4),
+               result("a", "different", 1, 0.5)]  # the later run of a setting wins
+    lines = table.render(results, rows)
+    assert len(lines) == 4 and lines[1].startswith("|---|")
+    assert lines[2].startswith("| a | seeds | 50.0 ± 2.0 / 60.0 ± 1.0 |  |  | 90.0 ± 2.0 (88.0 / 92.0) / 100.0 ± 1.0 (98.0 / 102.0) | 80.0 | synthetic |")
+    assert lines[3].startswith("| b | pretrained | 70.0 ± 2.0 / 80.0 ± 1.0 |")

@@ -1,6 +1,7 @@
 """The seeds' table: each system over its training seeds on FSDD x MNIST, 1- and 5-shot, different and same speakers.
 
     python tools/seeds_table.py --spec tools/seeds_table.yaml --json out/seeds_table.json
+    python tools/seeds_table.py --spec tools/seeds_table.yaml --json out/seeds_table.json --render   # one line per row
 
 The spec (YAML) lists rows: ``name``, ``protocol`` (seeds / pretrained), ``data`` (what it was trained
 on), ``fuse_dtw`` (0: the embedding alone), optional ``episodes`` per shot count, and ``pairs``: one
@@ -69,6 +70,23 @@ def fmt(r: dict[str, Any], key: str, seeds: bool) -> str:
     return s
 
 
+def render(results: list[dict[str, Any]], spec_rows: list[dict[str, Any]]) -> list[str]:
+    """One Markdown line per system (in the spec's order; the last result of each setting wins): multimodal /
+    speech-only per setting, image-only one- and five-shot, and what it was trained on."""
+    settings = [("different", 1), ("different", 5), ("same", 1), ("same", 5)]
+    by = {(r["name"], r["speakers"], r["shots"]): r for r in results}
+    head = "| system | protocol | " + " | ".join(f"{sp} {k}-shot: multimodal / speech-only" for sp, k in settings)
+    lines = [head + " | image-only 1 / 5-shot | trained on |", "|---|---|" + "---|" * (len(settings) + 2)]
+    for row in spec_rows:
+        got = [by.get((row["name"], sp, k)) for sp, k in settings]
+        if not any(got):
+            continue
+        cells = [f"{fmt(r, 'accuracy', True)} / {fmt(r, 'speech_accuracy', True)}" if r else "" for r in got]
+        image = " / ".join(f"{100 * r['image_accuracy']:.1f}" for r in (got[0], got[1]) if r)
+        lines.append(f"| {row['name']} | {row['protocol']} | " + " | ".join(cells) + f" | {image} | {row['data']} |")
+    return lines
+
+
 def main() -> int:
     """Run every row in every setting and print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -80,8 +98,14 @@ def main() -> int:
     ap.add_argument("--settings", nargs="*", default=["different:1", "different:5", "same:1", "same:5"], help="speakers:shots")
     ap.add_argument("--json", type=Path, help="write every result here (appended to what is there)")
     ap.add_argument("--config", type=Path)
+    ap.add_argument("--render", action="store_true", help="print the --json results as one line per system and run nothing")
     args = ap.parse_args()
     spec = yaml.safe_load(args.spec.read_text())
+    if args.render:
+        if not args.json or not args.json.is_file():
+            raise SystemExit("--render needs --json with results")
+        print("\n".join(render(json.loads(args.json.read_text()), spec["rows"])))
+        return 0
     cfg = load_config(args.config)
     speech, images = read_speech_manifest(args.speech), read_image_manifest(args.images)
     done: list[dict[str, Any]] = json.loads(args.json.read_text()) if args.json and args.json.is_file() else []
