@@ -41,7 +41,6 @@ import errno
 import json
 import logging
 import os
-import queue
 import reprlib
 import select
 import socket
@@ -53,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.fanout import STOP, Fanout, shutdown as _shutdown
 from edge.settings import SettingsError, setting
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,6 @@ COMMANDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "wrong": {},
     "subscribe": {},
 }
-_STOP = object()  # queued to a subscriber to end its stream
 LISTEN_BACKLOG = 256  # connections waiting for a command slot (the kernel caps it at net.core.somaxconn)
 EVICT_IDLE_S = 1.0  # a connection idle this long gives its slot to one waiting in the backlog
 _SHORT = reprlib.Repr()  # bounded repr of request values in error replies (depth, length)
@@ -182,13 +181,6 @@ def _encode(obj: dict) -> bytes:
     return (json.dumps(obj, separators=(",", ":"), allow_nan=False, default=_plain) + "\n").encode("utf-8")
 
 
-class _Subscriber:
-    def __init__(self, conn: socket.socket, maxsize: int) -> None:
-        self.conn = conn
-        self.events: queue.Queue = queue.Queue(maxsize)
-        self.dropped = False
-
-
 @dataclass
 class _Connection:
     """One client connection: its thread, what it is doing, and since when it has been idle."""
@@ -219,7 +211,7 @@ class ControlServer:
         self._lock = threading.Lock()
         self._slot_freed = threading.Condition(self._lock)
         self._conns: dict[socket.socket, _Connection] = {}
-        self._subscribers: list[_Subscriber] = []
+        self._subscribers = Fanout(settings.subscriber_queue_events, "control: dropping a subscriber that is %d events behind")
         self._closing = threading.Event()
 
     # -- lifecycle
@@ -298,10 +290,8 @@ class ControlServer:
                 log.warning("%s: cannot remove the control socket (%s)", self.path, exc)
         with self._lock:
             conns = list(self._conns.values())
-            subs = list(self._subscribers)
             self._slot_freed.notify_all()
-        for sub in subs:
-            self._stop_subscriber(sub)
+        self._subscribers.close()
         for c in conns:
             _shutdown(c.sock)
         deadline = time.monotonic() + 2.0  # a handler still busy with a request is left to finish alone
@@ -327,37 +317,18 @@ class ControlServer:
         except (TypeError, ValueError, RecursionError) as exc:
             log.error("event %r cannot be sent as JSON (%s); not published", event.get("event"), exc)
             return
-        with self._lock:
-            subs = list(self._subscribers)
-        for sub in subs:
-            try:
-                sub.events.put_nowait(line)
-            except queue.Full:
-                log.warning("control: dropping a subscriber that is %d events behind", self.settings.subscriber_queue_events)
-                self._stop_subscriber(sub)
+        self._subscribers.publish(line)
 
     @property
     def subscriber_count(self) -> int:
         """Subscribers currently streaming."""
-        with self._lock:
-            return len(self._subscribers)
+        return len(self._subscribers)
 
     @property
     def client_count(self) -> int:
         """Command connections currently open (subscribers not counted)."""
         with self._lock:
             return sum(1 for c in self._conns.values() if not c.subscriber)
-
-    def _stop_subscriber(self, sub: _Subscriber) -> None:
-        with self._lock:
-            if sub in self._subscribers:
-                self._subscribers.remove(sub)
-        sub.dropped = True
-        _shutdown(sub.conn)  # wakes its thread if it is blocked in send
-        try:
-            sub.events.put_nowait(_STOP)
-        except queue.Full:
-            pass  # the thread sees sub.dropped after its next item
 
     # -- connections
 
@@ -550,20 +521,17 @@ class ControlServer:
         return reply, False
 
     def _stream(self, conn: socket.socket) -> None:
-        sub = _Subscriber(conn, self.settings.subscriber_queue_events)
-        with self._lock:
-            if self._closing.is_set():
-                return
-            self._subscribers.append(sub)
+        sub = self._subscribers.open(conn)
+        if sub is None:  # closing
+            return
         try:
-            while not sub.dropped and not self._closing.is_set():
-                try:
-                    item = sub.events.get(timeout=0.25)
-                except queue.Empty:
+            while not self._closing.is_set():
+                item = sub.next(timeout=0.25)
+                if item is None:
                     if _peer_closed(conn):
                         return
                     continue
-                if item is _STOP or sub.dropped:
+                if item is STOP:
                     return
                 try:
                     conn.sendall(item)
@@ -572,7 +540,7 @@ class ControlServer:
                         log.warning("control: dropping a subscriber that does not read its events (%s)", exc)
                     return
         finally:
-            self._stop_subscriber(sub)
+            self._subscribers.drop(sub)
 
 
 def _peer_closed(conn: socket.socket) -> bool:
@@ -582,13 +550,6 @@ def _peer_closed(conn: socket.socket) -> bool:
         return bool(readable) and conn.recv(4096) == b""
     except OSError:
         return True
-
-
-def _shutdown(conn: socket.socket) -> None:
-    try:
-        conn.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed by the peer or by us
 
 
 # ---------------------------------------------------------------------------- client

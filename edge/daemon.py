@@ -50,7 +50,7 @@ import cv2
 import numpy as np
 
 from edge.audio import REQUEST_RATES_HZ, AudioError, read_request_audio, resample, to_float
-from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops, support_set_for
+from edge.encoders import ImageEncoder, SpeechEncoder, embed_crops, embed_with_mirror, mirror_id, mirrored, support_set_for
 from edge.features import SpeechFeatureSettings, warped_speech_features
 from edge.fileio import write_atomic
 from edge.matching import CandidateDistances, MatchSettings, Resolution, l2_normalise
@@ -81,6 +81,12 @@ class TeachSettings:
     view_min_sharpness: float = setting(0.5, "a further view must be at least this fraction as sharp as the sharpest crop (motion blur while turning)", min=0.0, max=1.0)
     view_min_distance: float = setting(
         0.02, "a crop nearer than this (cosine distance) to a view already kept adds nothing and is not stored (the object was not turned)", min=0.0, max=2.0,
+    )
+    mirror_views: bool = setting(
+        True,
+        "also store each kept view flipped left-right (embedded with it as the crop is taken) and match against it too: "
+        "a mirrored view of a turned object resembles it turned the other way. Chosen on rendered turntable objects, not "
+        "COIL-20 (docs/objects.md); turn off for handwriting or symbols (a mirrored character is another one)",
     )
     learn_confirmed: bool = setting(
         False, "a confirmed answer (confirm command, or the teach button within confirm_window_s of the answer) adds the chosen crop as a view of the word",
@@ -205,6 +211,7 @@ class TeachSample:
     candidate: Any
     sharpness: float
     embedding: np.ndarray | None = None  # (E,), when several views are kept (embedded as it is taken)
+    mirror: np.ndarray | None = None  # (E,) of the crop flipped left-right, embedded with it (teach.mirror_views)
 
 
 @dataclass
@@ -421,10 +428,29 @@ class Controller:
             self.memory.set_embedding(p.pair_id, iid, vec)
             images[p.pair_id] = vec
         usable = [p for p in pairs if p.pair_id in speech and p.pair_id in images]
+        mirrors = self._load_mirrors(usable, self.memory.embeddings, self.memory.set_embedding, "pair_id", "pair") if self.teach_settings.mirror_views else {}
         for p in usable:
-            self.support.add(p.pair_id, speech[p.pair_id], images[p.pair_id], p.label)
+            both = [images[p.pair_id], mirrors[p.pair_id]] if p.pair_id in mirrors else [images[p.pair_id]]
+            self.support.add(p.pair_id, speech[p.pair_id], np.stack([np.asarray(v, np.float32).reshape(-1) for v in both]), p.label)
         self._load_views(usable)
         return len(usable)
+
+    def _load_mirrors(self, items: list[Any], stored: Callable, store: Callable, id_field: str, what: str) -> dict[int, np.ndarray]:
+        """id -> the embedding of each item's crop flipped left-right; those not stored yet are made and stored."""
+        key = mirror_id(self.image_encoder.encoder_id)
+        vectors = stored(key)
+        missing = [it for it in items if getattr(it, id_field) not in vectors]
+        if missing:
+            log.info("embedding %d mirrored %s crops (%s)", len(missing), what, key)
+        for it in missing:
+            item_id = getattr(it, id_field)
+            try:
+                vectors[item_id] = embed_crops(self.image_encoder, [mirrored(it.crop)])[0]
+            except Exception as exc:
+                log.error("%s %d: cannot embed its mirrored crop (%s); matched without it", what, item_id, exc)
+                continue
+            store(item_id, key, vectors[item_id])
+        return vectors
 
     def _load_views(self, pairs: list[Any]) -> None:
         """Add every further view of these pairs to the support set, embedding those stored under another image encoder."""
@@ -443,9 +469,11 @@ class Controller:
                 log.error("view %d of pair %d: cannot re-embed its crop (%s); left out of matching", v.view_id, v.pair_id, exc)
                 continue
             self.memory.set_view_embedding(v.view_id, iid, vectors[v.view_id])
-        for v in views:
-            if v.view_id in vectors:
-                self.support.add_view(v.pair_id, vectors[v.view_id], key=v.view_id)
+        usable = [v for v in views if v.view_id in vectors]
+        mirrors = self._load_mirrors(usable, self.memory.view_embeddings, self.memory.set_view_embedding, "view_id", "view") if self.teach_settings.mirror_views else {}
+        for v in usable:
+            both = [vectors[v.view_id], mirrors[v.view_id]] if v.view_id in mirrors else [vectors[v.view_id]]
+            self.support.add_view(v.pair_id, np.stack([np.asarray(x, np.float32).reshape(-1) for x in both]), key=v.view_id)  # dropped together
 
     # ------------------------------------------------------------------ the loop
 
@@ -632,14 +660,19 @@ class Controller:
     def _learn_view(self, a: Answer) -> Event:
         """Store the confirmed crop as a learned view of the word (bounded per word), then match with it."""
         word = [self.support.ids[r] for r in self.support.word_rows(self.support.ids.index(a.pair_id))]
+        iid = self.image_encoder.encoder_id
+        embs = {iid: a.embedding}
+        if self.teach_settings.mirror_views:
+            embs[mirror_id(iid)] = embed_crops(self.image_encoder, [mirrored(a.crop)])[0]
         view_id, dropped = self.memory.add_view(
-            a.pair_id, a.crop, {self.image_encoder.encoder_id: a.embedding}, source="learned",
+            a.pair_id, a.crop, embs, source="learned",
             max_learned=self.teach_settings.learned_views_per_word, word_pair_ids=word,
         )  # committed before the support set changes
-        self.support.add_view(a.pair_id, a.embedding, key=view_id)
+        self.support.add_view(a.pair_id, np.stack([np.asarray(v, np.float32).reshape(-1) for v in embs.values()]), key=view_id)  # with its mirror
         for v in dropped:
             self.support.remove_view(v)
-        return {"learned": True, "view_id": view_id, "dropped_view_ids": dropped, "views": self.support.view_count(a.pair_id)}
+        views = self.support.view_count(a.pair_id) // (2 if self.teach_settings.mirror_views else 1)
+        return {"learned": True, "view_id": view_id, "dropped_view_ids": dropped, "views": views}
 
     def _end_silence_for_state(self) -> None:
         """Teaching waits longer for the end of the utterance (``vad.teach_end_silence_ms``): a name must be kept whole."""
@@ -715,21 +748,30 @@ class Controller:
             return
         speech_vec = self.embed_speech(utt.pcm, utt.sample_rate_hz)
         t_speech = self._clock()
-        image_vec = sample.embedding if sample.embedding is not None else embed_crops(self.image_encoder, [sample.candidate.crop])[0]
-        t_image = self._clock()
         s = self.teach_settings
+        image_vec, first_mirror = sample.embedding, sample.mirror
+        if image_vec is None:  # taken before the word, or one view kept: embedded now (with its mirror, in one batch)
+            if s.mirror_views:
+                image_vec, first_mirror = (v[0] for v in embed_with_mirror(self.image_encoder, [sample.candidate.crop]))
+            else:
+                image_vec = embed_crops(self.image_encoder, [sample.candidate.crop])[0]
+        t_image = self._clock()
         chosen = choose_views(self._during(start_s, end_s), sample, s.views, s.view_min_sharpness, s.view_min_distance)
-        iid = self.image_encoder.encoder_id
-        extra = [(v.candidate.crop, {iid: v.embedding}) for v in chosen[1:]]
+        iid, mid = self.image_encoder.encoder_id, mirror_id(self.image_encoder.encoder_id)
+        mirror = {mid: first_mirror} if s.mirror_views and first_mirror is not None else {}
+        extra = [(v.candidate.crop, {iid: v.embedding, **({mid: v.mirror} if mirror and v.mirror is not None else {})}) for v in chosen[1:]]
         pair_id = self.memory.teach(
             utt.pcm,
             utt.sample_rate_hz,
             sample.candidate.crop,
             label=self._teach_label,
-            embeddings={self.speech_encoder.encoder_id: np.asarray(speech_vec), iid: image_vec},
+            embeddings={self.speech_encoder.encoder_id: np.asarray(speech_vec), iid: image_vec, **mirror},
             **({"views": extra} if extra else {}),
         )  # committed durably before it returns: only then is the pair announced
-        self.support.add(pair_id, speech_vec, np.stack([image_vec, *(v.embedding for v in chosen[1:])]), self._teach_label)
+        vectors = [image_vec, *(v.embedding for v in chosen[1:])]
+        if mirror:
+            vectors += [first_mirror, *(v.mirror for v in chosen[1:] if v.mirror is not None)]
+        self.support.add(pair_id, speech_vec, np.stack([np.asarray(v, np.float32).reshape(-1) for v in vectors]), self._teach_label)
         t_store = self._clock()
         self.state = "idle"
         self._end_silence_for_state()
@@ -775,10 +817,13 @@ class Controller:
             if now - self._last_sample_s >= self.teach_settings.sample_interval_ms / 1000.0:
                 self._last_sample_s = now
                 cand = self._teach_candidate(frame.image)
-                embedding = None
+                embedding = mirror = None
                 if self.teach_settings.views > 1 and self._speaking(now):  # embedded now, while the word is said, not on the teach step
-                    embedding = np.asarray(embed_crops(self.image_encoder, [cand.crop])[0], np.float32)
-                self._teach_samples.append(TeachSample(frame, cand, sharpness(cand.crop), embedding))
+                    if self.teach_settings.mirror_views:  # with its mirror, in one batch
+                        embedding, mirror = (np.asarray(v[0], np.float32) for v in embed_with_mirror(self.image_encoder, [cand.crop]))
+                    else:
+                        embedding = np.asarray(embed_crops(self.image_encoder, [cand.crop])[0], np.float32)
+                self._teach_samples.append(TeachSample(frame, cand, sharpness(cand.crop), embedding, mirror))
             return
         interval_s = self.answers.prefetch_interval_ms / 1000.0
         due = self._speaking(now) and now - self._last_prefetch_s >= interval_s

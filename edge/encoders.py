@@ -129,6 +129,22 @@ def embed_crops(encoder: ImageEncoder, crops: Sequence[np.ndarray]) -> np.ndarra
     return encoder.embed(preprocess_batch(list(crops), encoder.settings))
 
 
+def mirror_id(encoder_id: str) -> str:
+    """The key under which the embeddings of an encoder's mirrored crops are stored (``teach.mirror_views``)."""
+    return f"{encoder_id}+mirror"
+
+
+def mirrored(crop: np.ndarray) -> np.ndarray:
+    """The crop flipped left-right."""
+    return np.ascontiguousarray(crop[:, ::-1])
+
+
+def embed_with_mirror(encoder: ImageEncoder, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, dim) embeddings of the crops and (N, dim) of the same crops flipped left-right, in one batch."""
+    out = embed_crops(encoder, [*crops, *(mirrored(c) for c in crops)])
+    return out[: len(crops)], out[len(crops):]
+
+
 class DtwSpeech:
     """The baseline: utterances are compared frame by frame with DTW, so the 'embedding' is the features."""
 

@@ -304,13 +304,18 @@ class SupportSet:
         self._view_keys.append(key)
 
     def add_view(self, pair_id: int, image: np.ndarray, key: int) -> None:
-        """One more view of a taught pair's object (a confirmed answer's crop); ``key`` lets :meth:`remove_view` drop it later."""
+        """One more view of a taught pair's object (a confirmed answer's crop); ``key`` lets :meth:`remove_view` drop it later.
+
+        ``image``: one embedding (E,), or (V, E) of one view (the crop and its mirror, ``teach.mirror_views``), dropped together."""
         if key in self._view_keys:
             raise ValueError(f"view {key} is already in the support set")
-        image = l2_normalise(np.asarray(image, np.float32).reshape(-1))
-        if self._images.shape[1] != image.shape[0]:
-            raise ValueError(f"embedding size {image.shape[0]} differs from the taught pairs' {self._images.shape[1]}")
-        self._append_view(self._ids.index(pair_id), image, int(key))
+        arr = np.asarray(image, np.float32)
+        rows = l2_normalise(arr.reshape(-1, arr.shape[-1]) if arr.ndim > 1 else arr.reshape(1, -1))
+        if self._images.shape[1] != rows.shape[1]:
+            raise ValueError(f"embedding size {rows.shape[1]} differs from the taught pairs' {self._images.shape[1]}")
+        row = self._ids.index(pair_id)
+        for r in rows:
+            self._append_view(row, r, int(key))
 
     def remove_view(self, key: int) -> bool:
         """Drop the view added under ``key``; False if there is none (views added with a pair stay)."""

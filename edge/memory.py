@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 from scipy.io import wavfile
 
-from edge.audio import AudioError, decode_wav_bytes
+from edge.audio import AudioError, decode_audio
 from edge.fileio import write_atomic
 from edge.settings import SettingsError, setting
 
@@ -244,7 +244,7 @@ def encode_wav(pcm: np.ndarray, sample_rate_hz: int) -> bytes:
 def decode_wav(data: bytes, source: str) -> tuple[np.ndarray, int]:
     """(int16 samples, rate) of wav bytes written by :func:`encode_wav`."""
     try:
-        rate, pcm = decode_wav_bytes(data, source)  # the one wav parser: a damaged body is one line, not a decoder's traceback
+        rate, pcm = decode_audio(data, source)  # the one audio reader: a damaged body is one line, not a decoder's traceback
     except AudioError as exc:
         raise MemoryInputError(str(exc)) from None
     pcm = pcm[:, 0].copy() if pcm.ndim == 2 and pcm.shape[1] == 1 else pcm

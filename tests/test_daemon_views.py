@@ -9,7 +9,7 @@ import pytest
 
 from edge.control import check_request
 from edge.daemon import AnswerSettings, TeachSample, TeachSettings, choose_views
-from edge.encoders import PixelImage
+from edge.encoders import PixelImage, embed_crops, mirror_id, mirrored
 from edge.matching import MatchSettings
 from tests.daemon_fakes import BOXES, FRAME_SAMPLES, centre_region, scene, silence, word
 from tests.test_daemon import Rig
@@ -82,7 +82,7 @@ def test_teaching_keeps_several_views_of_the_turned_object_and_answers_from_the_
     shown = [centre_region(turned(a)).crop for a in angles]
     kept = [next(k for k, c in enumerate(shown) if np.array_equal(c, crop)) for crop in crops]
     assert len(set(kept)) == 3 and max(kept) - min(kept) >= 5  # far apart, not three neighbouring frames
-    assert rig.ctrl.support.view_count(pair.pair_id) == 3
+    assert rig.ctrl.support.view_count(pair.pair_id) == 6  # and each one mirrored (teach.mirror_views, on by default)
     # the object later seen turned as at the end of the teaching: nearer than with the first view alone
     rig.frames.show(turned(angles[max(kept)], slot=0))
     rig.say(0)
@@ -109,7 +109,7 @@ def test_an_object_held_still_gives_one_view_and_one_view_is_the_old_behaviour()
     start_teaching(still, turned(0))
     assert say_while_turning(still, 0, [turned(0)] * 5)["views"] == 1  # the same crop five times adds nothing
     encoder = CountingPixels()
-    old = Rig(teach=TeachSettings(timeout_s=5.0, sample_interval_ms=0.0, views=1), image_encoder=encoder)
+    old = Rig(teach=TeachSettings(timeout_s=5.0, sample_interval_ms=0.0, views=1, mirror_views=False), image_encoder=encoder)
     start_teaching(old, turned(0))
     assert "turn_object" not in old.names()
     taught = say_while_turning(old, 0, [turned(a) for a in (0, 20, 40, 60)])
@@ -128,11 +128,12 @@ def test_views_come_back_from_the_sqlite_memory_and_are_reembedded_for_another_e
     memory.close()
     memory = Memory(tmp_path / "memory.sqlite3")
     second = Rig(memory=memory)
-    assert second.ctrl.load_memory() == 1 and second.ctrl.support.view_count(1) == 3
+    assert second.ctrl.load_memory() == 1 and second.ctrl.support.view_count(1) == 6  # 3 views and their mirrors
     other = PixelImage(ImageSettings(size_px=16))
     third = Rig(memory=memory, image_encoder=other)
-    assert third.ctrl.load_memory() == 1 and third.ctrl.support.view_count(1) == 3
+    assert third.ctrl.load_memory() == 1 and third.ctrl.support.view_count(1) == 6
     assert len(memory.view_embeddings(other.encoder_id)) == 2  # stored for the next start
+    assert len(memory.view_embeddings(mirror_id(other.encoder_id))) == 2 and 1 in memory.embeddings(mirror_id(other.encoder_id))
     memory.close()
 
 
@@ -191,7 +192,7 @@ def test_a_confirmed_answer_becomes_a_learned_view_bounded_per_word_oldest_dropp
     pair = rig.memory.pairs()[0]
     assert [v.view_id for v in pair.views] == learned[1:] and all(v.source == "learned" for v in pair.views)
     assert np.array_equal(pair.views[-1].crop, turned(80, slot=2)[40:120, 160:240])  # the answer's own crop
-    assert rig.ctrl.support.view_count(1) == 3
+    assert rig.ctrl.support.view_count(1) == 6  # each with its mirror
     # the object seen as when confirmed is now found at distance 0
     assert answer(rig, turned(80, slot=0))["image_distance"] < 1e-5
     assert ask(rig, {"cmd": "confirm"})["ok"] is True
@@ -206,7 +207,7 @@ def test_wrong_logs_the_miss_and_removes_nothing():
     answer(rig, turned(30, slot=0))
     reply = ask(rig, {"cmd": "wrong"})
     assert reply["ok"] and reply["event"] == "answer_wrong" and reply["pair_id"] == 1 and reply["box"] == list(BOXES[0])
-    assert rig.memory.pairs()[0].views == [] and rig.ctrl.support.view_count(1) == 1 and len(rig.memory.pairs()) == 1
+    assert rig.memory.pairs()[0].views == [] and rig.ctrl.support.view_count(1) == 2 and len(rig.memory.pairs()) == 1
     assert rig.ctrl.status()["wrong"] == 1
 
 
@@ -256,3 +257,58 @@ def test_confirm_and_wrong_from_the_command_line(tmp_path, capsys):
         assert main(["wrong", "--socket", sock]) == 0
     assert [r["cmd"] for r in got] == ["confirm", "wrong"]
     assert '"confirmed"' in capsys.readouterr().out
+
+
+def showing_mirrored(crop: np.ndarray, slot: int = 0) -> np.ndarray:
+    """A plain scene with ``crop`` flipped left-right in box ``slot``."""
+    x, y, w, h = BOXES[slot]
+    out = scene()
+    out[y : y + h, x : x + w] = mirrored(crop)
+    return out
+
+
+@pytest.mark.parametrize("views", [1, 3])
+def test_mirror_views_store_each_kept_view_flipped_and_find_the_object_seen_mirrored(views):
+    rig = Rig(teach=TeachSettings(timeout_s=5.0, sample_interval_ms=0.0, views=views),
+              matching=MatchSettings(unknown_word_distance=None, not_in_view_distance=None), answers=AnswerSettings(reuse_view_ms=0.0))
+    start_teaching(rig, turned(0))
+    taught = say_while_turning(rig, 0, [turned(a) for a in range(0, 90, 10)] if views > 1 else [turned(0)])
+    pair = rig.memory.pairs()[0]
+    enc, key = rig.ctrl.image_encoder, mirror_id(rig.ctrl.image_encoder.encoder_id)
+    crops = crops_of(pair)
+    assert taught["views"] == len(crops) == views and rig.ctrl.support.view_count(1) == 2 * views
+    np.testing.assert_allclose(rig.memory.embeddings(key)[1], embed_crops(enc, [mirrored(pair.crop)])[0], atol=1e-6)
+    stored = rig.memory.view_embeddings(key)
+    assert len(stored) == views - 1
+    for v in pair.views:
+        np.testing.assert_allclose(stored[v.view_id], embed_crops(enc, [mirrored(v.crop)])[0], atol=1e-6)
+    # the taught side seen mirrored (as the object turned the other way shows it) is found at distance 0
+    assert answer(rig, showing_mirrored(crops[-1]))["image_distance"] < 1e-5
+    off = Rig(teach=TeachSettings(timeout_s=5.0, sample_interval_ms=0.0, views=views, mirror_views=False),
+              matching=MatchSettings(unknown_word_distance=None, not_in_view_distance=None), answers=AnswerSettings(reuse_view_ms=0.0))
+    start_teaching(off, turned(0))
+    say_while_turning(off, 0, [turned(a) for a in range(0, 90, 10)] if views > 1 else [turned(0)])
+    assert off.ctrl.support.view_count(1) == views and not off.memory.embeddings(key)
+    assert answer(off, showing_mirrored(crops_of(off.memory.pairs()[0])[-1]))["image_distance"] > 1e-3
+
+
+def test_a_memory_taught_without_mirrors_gets_them_at_load_and_keeps_them(tmp_path):
+    from edge.memory import Memory
+
+    memory = Memory(tmp_path / "memory.sqlite3")
+    first = Rig(memory=memory, teach=TeachSettings(timeout_s=5.0, sample_interval_ms=0.0, views=3, mirror_views=False))
+    start_teaching(first, turned(0))
+    say_while_turning(first, 0, [turned(a) for a in range(0, 90, 10)])
+    key = mirror_id(first.ctrl.image_encoder.encoder_id)
+    assert not memory.embeddings(key) and not memory.view_embeddings(key)
+    memory.close()
+    memory = Memory(tmp_path / "memory.sqlite3")
+    encoder = CountingPixels()
+    second = Rig(memory=memory, image_encoder=encoder)
+    assert second.ctrl.load_memory() == 1 and second.ctrl.support.view_count(1) == 6 and encoder.crops == 3  # the 3 mirrors, once
+    assert set(memory.embeddings(key)) == {1} and len(memory.view_embeddings(key)) == 2
+    third = Rig(memory=memory, image_encoder=(again := CountingPixels()))
+    assert third.ctrl.load_memory() == 1 and third.ctrl.support.view_count(1) == 6 and again.crops == 0  # stored: nothing re-embedded
+    off = Rig(memory=memory, teach=TeachSettings(mirror_views=False))
+    assert off.ctrl.load_memory() == 1 and off.ctrl.support.view_count(1) == 3  # mirrors stored but not matched against
+    memory.close()

@@ -171,9 +171,10 @@ def test_latency_benchmark_measures_the_controllers_answer_path(speech):
 def test_latency_benchmark_stores_views_per_pair_and_compares_view_counts_in_alternating_rounds():
     from edge.commands.bench_latency import measure_latency
 
-    got = measure_latency("default", "pixels", pairs=12, n_candidates=6, n_requests=4, views=(3, 1), rounds=2)
-    assert [r["views_per_pair"] for r in got] == [3, 1]
-    assert [r["image_rows"] for r in got] == [36, 12]  # every pair holds its views, as teaching stores them
+    got = measure_latency("default", "pixels", pairs=12, n_candidates=6, n_requests=4, views=(3, 1), rounds=2, mirrors=(False, True))
+    assert [(r["views_per_pair"], r["mirror_views"]) for r in got] == [(3, False), (3, True), (1, False), (1, True)]
+    assert [r["image_rows"] for r in got] == [36, 72, 12, 24]  # every pair holds its views (and their mirrors), as teaching stores them
+    assert measure_latency("dtw", "pixels", pairs=5, n_candidates=4, n_requests=2, views=(2,))["image_rows"] == 20  # the config's: mirrored
     for r in got:
         assert r["requests"] == 4 and 0 < r["p50_ms"] <= r["p95_ms"]
         assert 0 <= r["heard_p50_ms"] <= r["p50_ms"]  # the speech side left out: what a heard request waits for

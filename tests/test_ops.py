@@ -248,7 +248,7 @@ def test_a_damaged_wav_in_a_memory_export_is_refused_by_import_in_one_line(tmp_p
     meta_path.write_text(json.dumps(meta))
     code = main(["memory", "import", str(tmp_path / "export"), "--db", str(tmp_path / "b.sqlite3")])
     err = capsys.readouterr().err
-    assert code == 1 and err.count("\n") == 1 and f"{wav}: a wav file without a 'fmt ' chunk" in err, err
+    assert code == 1 and err.count("\n") == 1 and f"{wav}: not a readable wav or FLAC file (libsndfile: Error in WAV file. No 'data' chunk marker)" in err, err
 
 
 def test_big_endian_rifx_wavs_are_read_too(tmp_path):
@@ -643,3 +643,17 @@ def test_under_journald_lines_carry_priorities_and_no_timestamp_and_opencv_stays
     assert not any("[ WARN" in line or "VIDEOIO" in line for line in lines), [line for line in lines if "WARN" in line]
     retries = [line for line in lines if "microphone: cannot open" in line]
     assert 1 <= len(retries) <= 3, retries  # about 20 retries, three shown
+
+
+def test_a_request_read_past_its_time_limit_is_refused_naming_the_limit(tmp_path, monkeypatch):
+    """The read deadline is checked before each of libsndfile's reads (a slow network file system)."""
+    import edge.audio
+
+    path = tmp_path / "ok.wav"
+    write_wav(path, np.zeros(16000, np.float32), 16000)
+    clock = iter(range(0, 10_000, 1))  # every look at the clock is one second later
+    monkeypatch.setattr(edge.audio.time, "monotonic", lambda: float(next(clock)))
+    with pytest.raises(AudioError, match=rf"^{path}: reading took longer than 2.5 s; refused$"):
+        read_request_audio(path, 16000, 5450, 2.5)
+    monkeypatch.undo()
+    assert read_request_audio(path, 16000, 5450, 2.5).shape == (16000,)

@@ -1,6 +1,8 @@
 """Composed scenes: boxes where the objects really are, recall at IoU >= 0.5, and the scene-level bench."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 
 import cv2
@@ -140,6 +142,18 @@ def test_scene_level_bench_counts_finder_errors(tiny_set):
     assert oracle["finder_recall"] == 1.0 and oracle["candidates_per_frame"] == 3
     assert oracle["image_accuracy"] >= 0.9 and oracle["accuracy"] >= 0.9
     assert blind["finder_recall"] == 0.0 and blind["accuracy"] == 0.0 and blind["image_accuracy"] == 0.0
+    # support views stored with their mirrors (teach.mirror_views): the same scenes, the taught crops flipped as well
+    calls = []
+    flip_counting = PixelImage()
+    flip_counting.embed = lambda batch: (calls.append(len(batch)), PixelImage.embed(flip_counting, batch))[1]  # type: ignore[method-assign]
+    mirrored = run_scene_benchmark(speech, images, DtwSpeech(feats), flip_counting, feats, dataclasses.replace(settings, mirror_views=True),
+                                   None, backgrounds, SMALL)
+    plain_calls = []
+    counting = PixelImage()
+    counting.embed = lambda batch: (plain_calls.append(len(batch)), PixelImage.embed(counting, batch))[1]  # type: ignore[method-assign]
+    run_scene_benchmark(speech, images, DtwSpeech(feats), counting, feats, settings, None, backgrounds, SMALL)
+    assert mirrored["mirror_views"] is True and mirrored["image_accuracy"] >= 0.9
+    assert sum(calls) > sum(plain_calls)  # the support images were embedded flipped too
 
 
 def test_scenes_command_runs_the_oracle_bench_and_reports_bad_input(tiny_set, tmp_path, capsys):

@@ -37,3 +37,29 @@ def test_a_rendered_object_turns_on_a_black_turntable():
         assert (front.max(axis=2) > 0).mean() > 0.1  # the object fills part of the frame
         assert np.abs(front.astype(int) - turned).mean() > 5  # a quarter turn shows other sides
         assert np.abs(front.astype(int) - again).mean() < 1  # a full turn comes back to the same view
+
+
+def test_view_tricks_rules_on_known_vectors():
+    tricks = _tool("view_tricks")
+    rng = np.random.default_rng(0)
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    plain = unit(np.abs(rng.normal(size=(8, 6))))
+    flip = unit(np.abs(rng.normal(size=(8, 6))))
+    emb = {"plain": plain, "flip": flip}
+    views, queries = [[0, 1, 2], [3, 4, 5]], [6, 7]
+    base = tricks.word_distances("base", emb, views, queries)
+    d = 1.0 - plain[queries] @ plain.T
+    np.testing.assert_allclose(base, np.stack([d[:, v].min(axis=1) for v in views], axis=1), atol=1e-12)
+    mirror = tricks.word_distances("mirror", emb, views, queries)
+    dm = np.minimum(d, 1.0 - plain[queries] @ flip.T)
+    np.testing.assert_allclose(mirror, np.stack([dm[:, v].min(axis=1) for v in views], axis=1), atol=1e-12)
+    assert (mirror <= base + 1e-12).all() and (mirror < base - 1e-9).any()
+    mean2 = tricks.word_distances("mean2", emb, views, queries)
+    np.testing.assert_allclose(mean2, np.stack([np.sort(d[:, v], axis=1)[:, :2].mean(axis=1) for v in views], axis=1), atol=1e-12)
+    flat = tricks.word_distances("pow1.0", emb, views, queries)  # the power 1 is no transform
+    np.testing.assert_allclose(flat, base, atol=1e-9)
+    # a crop shifted sideways keeps its size and moves its content
+    img = np.zeros((20, 20, 3), np.uint8)
+    img[5:15, 8:12] = 200
+    moved = tricks.VARIANTS["right"](img)
+    assert moved.shape == img.shape and not np.array_equal(moved, img) and moved.sum() == img.sum()

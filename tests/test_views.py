@@ -105,6 +105,22 @@ def test_a_learned_view_changes_the_answer_and_removing_it_restores_the_old_one(
     assert s.resolve(speech[0], cup_back[None], settings).status == "not_in_view"
 
 
+def test_a_view_added_with_its_mirror_is_matched_by_both_and_removed_with_both() -> None:
+    rng = np.random.default_rng(4)
+    speech = unit(rng, 2)
+    cup, ball, side, side_mirrored = unit(rng, 4)
+    s = SupportSet("cosine")
+    s.add(1, speech[0], cup, "cup")
+    s.add(2, speech[1], ball, "ball")
+    s.add_view(1, np.stack([side, side_mirrored]), key=9)  # one view: the crop and its mirror
+    assert s.view_count(1) == 3
+    np.testing.assert_allclose(s.pair_image_distances(np.stack([side, side_mirrored]))[:, 0], 0.0, atol=1e-6)
+    with pytest.raises(ValueError, match="embedding size"):
+        s.add_view(2, np.ones((2, 3), np.float32), key=10)
+    assert s.remove_view(9) and s.view_count(1) == 1
+    assert s.pair_image_distances(side_mirrored[None])[0, 0] > 0.1
+
+
 def test_nearest_rows_is_the_image_only_rule_over_views() -> None:
     rng = np.random.default_rng(4)
     views = unit(rng, 5)
@@ -203,3 +219,42 @@ def test_bench_cli_teach_views(tmp_path, capsys):
     assert "--teach-views and --teach-view-step must be >= 1" in capsys.readouterr().err
     assert main(["bench", "--speech", str(speech_csv), "--images", str(flat_images), "--ways", "3", "--teach-views", "3", "--quiet"]) == 1
     assert "needs a view column" in capsys.readouterr().err
+
+
+def mirrored_turntable(root) -> "Path":
+    """Two objects seen from two sides, each side the other's mirror image: the two sides of "rise" (a bar at the left or
+    right edge) share nothing, and each is nearer either side of "fall" (both bars and a mark near one corner)."""
+    import cv2
+
+    from edge.bench.manifest import write_manifest
+
+    rows = []
+    (root / "mirror").mkdir(parents=True, exist_ok=True)
+    rise, fall = np.zeros((28, 28), np.uint8), np.zeros((28, 28), np.uint8)
+    rise[4:24, 0:2] = 255
+    fall[4:24, 0:2] = fall[4:24, 26:28] = fall[0:3, 5:10] = 255
+    for word, img in (("rise", rise), ("fall", fall)):
+        for v, side in enumerate((img, img[:, ::-1])):
+            name = f"mirror/{word}_{v}.png"
+            cv2.imwrite(str(root / name), np.ascontiguousarray(side))
+            rows.append((name, word, v))
+    write_manifest(root / "mirror.csv", ("path", "label", "view"), rows)
+    return root / "mirror.csv"
+
+
+def test_bench_mirror_views_store_each_support_view_flipped(tmp_path):
+    import json
+
+    from edge.cli import main
+    from tests.test_bench import make_toy_data
+
+    speech_csv, _ = make_toy_data(tmp_path)
+    images_csv = mirrored_turntable(tmp_path)
+    base = ["bench", "--speech", str(speech_csv), "--images", str(images_csv), "--ways", "2", "--episodes", "20", "--queries", "2",
+            "--min-view-gap", "1", "--image-encoder", "pixels", "--quiet"]
+    assert main([*base, "--json", str(tmp_path / "plain.json")]) == 0
+    assert main([*base, "--mirror-views", "--json", str(tmp_path / "mirror.json")]) == 0
+    plain, mirror = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("plain", "mirror"))
+    assert (plain["mirror_views"], mirror["mirror_views"]) == (False, True)
+    # without mirrors "rise" seen from its other side is named "fall", with them it is its own taught side mirrored
+    assert plain["image_accuracy"] == 0.5 and mirror["image_accuracy"] == 1.0

@@ -1,6 +1,6 @@
 """What several teaching views cost (issue 17): the teach step, the sampling while the word is said, the answer's match.
 
-    python tools/teach_views_cost.py [--repeats 15] [--views 1,3,5]
+    python tools/teach_views_cost.py [--repeats 15] [--views 1,3,5] [--mirror off,on]
 
 The real controller with the shipped encoders (speech ``default`` fused with DTW, image ``objects``) on
 ONNX Runtime, the config's finder and teach region, and a real SQLite memory (fsync included) in a
@@ -68,8 +68,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--views", default="1,3,5")
     ap.add_argument("--frames", type=int, default=8, help="crops sampled while the word is said")
+    ap.add_argument("--mirror", default="on" if Config().teach.mirror_views else "off",
+                    help="teach.mirror_views settings measured in turn: on, off or off,on (default: the config's)")
     args = ap.parse_args()
-    counts = [int(v) for v in args.views.split(",")]
+    mirrors = [{"on": True, "off": False}[m] for m in args.mirror.split(",")]
+    counts = [(int(v), m) for v in args.views.split(",") for m in mirrors]
     cfg = Config()
     speech, image = load_speech_encoder(cfg.encoders, cfg.speech_features), load_image_encoder(cfg.encoders)
     frames_in = turning_frames(args.frames)
@@ -90,8 +93,8 @@ def main() -> None:
         ctrl.embed_speech(pcm, 16000)  # warm up both sessions
         ctrl.prefetch_view()
         for _ in range(args.repeats):
-            for n in counts:
-                ctrl.teach_settings = dataclasses.replace(cfg.teach, views=n, sample_interval_ms=0.0)
+            for n, m in counts:
+                ctrl.teach_settings = dataclasses.replace(cfg.teach, views=n, mirror_views=m, sample_interval_ms=0.0)
                 ctrl._on_press("bench")
                 first = None
                 for img in frames_in:
@@ -100,32 +103,32 @@ def main() -> None:
                     ctrl._speech_seen_s = time.monotonic()  # the endpointer hears the word
                     t0 = time.perf_counter()
                     ctrl._watch_camera(time.monotonic())
-                    sample_ms[n].append(1000 * (time.perf_counter() - t0))
+                    sample_ms[(n, m)].append(1000 * (time.perf_counter() - t0))
                 utt = Utterance(pcm, 16000, first.time_s - 0.05, time.monotonic())
                 t0 = time.perf_counter()
                 ctrl._teach(utt)
-                teach_ms[n].append(1000 * (time.perf_counter() - t0))
+                teach_ms[(n, m)].append(1000 * (time.perf_counter() - t0))
                 taught = [e for e in events if e["event"] == "taught"][-1]
-                views_kept[n].append(taught["views"])
-                parts[n].append(taught["timings_ms"])
+                views_kept[(n, m)].append(taught["views"])
+                parts[(n, m)].append(taught["timings_ms"])
         pairs = len(memory)
         size_kb = (Path(tmp) / "memory.sqlite3").stat().st_size / 1024
     print(f"{args.repeats} teach turns per setting, {args.frames} crops sampled during each word, {pairs} pairs stored ({size_kb:.0f} KB file)\n")
-    print("| teach.views | views kept (mean) | teach step ms, median (p90) | of it: speech embedding | image embedding | choosing views and storing | sampling ms per crop while the word is said, median |")
-    print("|---|---|---|---|---|---|---|")
-    for n in counts:
-        t = np.asarray(teach_ms[n])
-        med = {k: float(np.median([p[k] for p in parts[n]])) for k in ("speech_embedding", "image_embedding", "views_and_store")}
-        print(f"| {n} | {np.mean(views_kept[n]):.1f} | {np.median(t):.1f} ({np.percentile(t, 90):.1f}) | {med['speech_embedding']:.1f} | "
-              f"{med['image_embedding']:.1f} | {med['views_and_store']:.1f} | {np.median(sample_ms[n]):.1f} |")
+    print("| teach.views | mirror_views | views kept (mean) | teach step ms, median (p90) | of it: speech embedding | image embedding | choosing views and storing | sampling ms per crop while the word is said, median |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n, m in counts:
+        t = np.asarray(teach_ms[(n, m)])
+        med = {k: float(np.median([p[k] for p in parts[(n, m)]])) for k in ("speech_embedding", "image_embedding", "views_and_store")}
+        print(f"| {n} | {'on' if m else 'off'} | {np.mean(views_kept[(n, m)]):.1f} | {np.median(t):.1f} ({np.percentile(t, 90):.1f}) | {med['speech_embedding']:.1f} | "
+              f"{med['image_embedding']:.1f} | {med['views_and_store']:.1f} | {np.median(sample_ms[(n, m)]):.1f} |")
 
     rng = np.random.default_rng(0)
     print("\nThe answer's match (SupportSet.resolve, 8 candidates, speech as fused, distances only):\n")
-    print("| taught words | views each | match ms, median of 200 |")
+    print("| taught words | embeddings each (views, x 2 with their mirrors) | match ms, median of 200 |")
     print("|---|---|---|")
     dim = 1280
     for words in (10, 100):
-        for n in (1, *[c for c in counts if c > 1]):
+        for n in sorted({1, *(c * (2 if m else 1) for c, m in counts)}):
             s = SupportSet("cosine")
             for w in range(words):
                 s.add(w, rng.standard_normal(128).astype(np.float32), rng.standard_normal((n, dim)).astype(np.float32), f"w{w}")

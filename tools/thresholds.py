@@ -107,13 +107,16 @@ def support_poses(taught: int, views: int, step: int, poses: int = 72) -> list[i
 
 
 def image_table(archive_path: Path, thresholds: list[float], trials: int, seed: int, gap: int, views: int,
-                step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Not in view: a taught object (``views`` views), a scene of 4 other objects, with or without the taught one turned away."""
+                step: int, mirror: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Not in view: a taught object (``views`` views, and their mirrors with ``mirror``, as ``teach.mirror_views`` stores
+    them), a scene of 4 other objects, with or without the taught one turned away."""
     enc = load_image_encoder(EncoderSettings(image="objects"))
     archive = np.load(archive_path)
     images, labels, pose = archive["images"], archive["labels"], archive["pose"].astype(int)
     n_poses = int(pose.max()) + 1
     emb = np.concatenate([enc.embed(preprocess_batch(list(images[i : i + 64]), enc.settings)) for i in range(0, len(images), 64)])
+    flipped = np.concatenate([enc.embed(preprocess_batch([im[:, ::-1] for im in images[i : i + 64]], enc.settings))
+                              for i in range(0, len(images), 64)]) if mirror else None
     index = {(int(lab), int(p)): i for i, (lab, p) in enumerate(zip(labels, pose))}
     rng = np.random.default_rng(seed)
     present, absent, right = [], [], []
@@ -124,13 +127,15 @@ def image_table(archive_path: Path, thresholds: list[float], trials: int, seed: 
         far = [p for p in range(n_poses) if all(min(abs(p - t), n_poses - abs(p - t)) >= gap for t in taught)]
         scene = [index[(int(o), int(rng.integers(n_poses)))] for o in rng.choice([o for o in objects if o != obj], 4, replace=False)]
         shown = index[(obj, int(rng.choice(far)))]
-        d = cosine_distances(emb[[index[(obj, t)] for t in taught]], emb[scene + [shown]]).min(axis=0)  # (5,): min over views
+        rows = [index[(obj, t)] for t in taught]
+        stored = emb[rows] if flipped is None else np.concatenate([emb[rows], flipped[rows]])
+        d = cosine_distances(stored, emb[scene + [shown]]).min(axis=0)  # (5,): min over views
         present.append(d.min())
         right.append(d.argmin() == 4)  # the nearest candidate is the taught object itself
         absent.append(d[:4].min())
     p, a, r = np.array(present), np.array(absent), np.array(right)
     print(f"\nnot_in_view_distance, shipped objects encoder, {archive_path} ({trials} scenes of 4 other objects; the object taught with "
-          f"{views} view(s) {step} poses apart, shown >= {gap} poses from each)")
+          f"{views} view(s) {step} poses apart{' and their mirrors' if mirror else ''}, shown >= {gap} poses from each)")
     print_image_rates(p, a, r, thresholds)
     return p, a, r
 
@@ -161,6 +166,8 @@ def main() -> None:
                     "repeat it for several, pooled in a last table")
     ap.add_argument("--views", default=str(TeachSettings().views), help="teaching views per object, comma-separated (default: teach.views)")
     ap.add_argument("--view-step", type=int, default=2, help="poses between teaching views (default 2: 10 degrees on a 5-degree turntable)")
+    ap.add_argument("--mirror", default="on" if TeachSettings().mirror_views else "off",
+                    help="taught views also stored mirrored: on, off or off,on (default: teach.mirror_views)")
     ap.add_argument("--trials", type=int, default=2000, help="scenes per not_in_view table")
     args = ap.parse_args()
     grid = [0.2, 0.22, 0.24, 0.26, 0.28, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55]
@@ -172,10 +179,11 @@ def main() -> None:
         return
     archives = args.images or [args.data / "coil20" / "coil20_objects_01_10.npz"]
     grid = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45]
-    for views in [int(v) for v in args.views.split(",")]:
-        got = [image_table(a, grid, args.trials, args.seed, args.min_view_gap, views, args.view_step) for a in archives]
+    mirrors = [{"on": True, "off": False}[m] for m in args.mirror.split(",")]
+    for views, mirror in [(int(v), m) for v in args.views.split(",") for m in mirrors]:
+        got = [image_table(a, grid, args.trials, args.seed, args.min_view_gap, views, args.view_step, mirror) for a in archives]
         if len(got) > 1:
-            print(f"\nall {len(got)} archives pooled, {views} view(s)")
+            print(f"\nall {len(got)} archives pooled, {views} view(s){' and their mirrors' if mirror else ''}")
             print_image_rates(*(np.concatenate(x) for x in zip(*got)), grid)
 
 

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from edge.bench.episodes import Episode, EpisodeSampler, SpeakerMode, TeacherMode
 from edge.bench.manifest import ImageItem, SpeechItem
-from edge.encoders import ImageEncoder, SpeechEncoder, support_set_for
+from edge.encoders import ImageEncoder, SpeechEncoder, mirrored, support_set_for
 from edge.audio import read_wav
 from edge.features import SpeechFeatureSettings, warped_speech_features
 from edge.images import load_image, preprocess_batch
@@ -35,6 +35,7 @@ class BenchSettings:
     min_view_gap: int = 0
     teach_views: int = 1  # images per support pair: the taught view and those around it (needs a view column)
     teach_view_step: int = 1  # views apart
+    mirror_views: bool = False  # each support view also stored flipped left-right, as the daemon's teach.mirror_views does
     pairs_as_words: bool = False  # True: each pair is its own word (the seeds' K-shot rule); False: pairs of a label form one word
     mutual_exclusivity: float | None = MatchSettings().mutual_exclusivity  # the daemon's default ranking; None: distance only
     word_best_of: int = MatchSettings().word_best_of  # a request names the word whose N nearest utterances are nearest on average
@@ -83,12 +84,15 @@ class EmbeddingCache:
         self.speech: dict[int, Any] = {}
         self.warped: dict[int, list[np.ndarray]] = {}  # query item -> frames of its frequency-warped copies
         self.images: dict[int, np.ndarray] = {}
+        self.mirrors: dict[int, np.ndarray] = {}  # image item -> embedding of it flipped left-right (support views, --mirror-views)
         self.embed_s = 0.0
         self.speech_s = 0.0  # reading, features and embedding of utterances
         self.speech_count = 0
 
-    def fill(self, speech_idx: set[int], image_idx: set[int], progress: bool, warp_idx: set[int] = frozenset(), warp: float = 0.0) -> None:
-        """Embed whatever of these items is not cached yet; ``warp_idx``: utterances that also need warped copies' frames (DTW)."""
+    def fill(self, speech_idx: set[int], image_idx: set[int], progress: bool, warp_idx: set[int] = frozenset(), warp: float = 0.0,
+             mirror_idx: set[int] = frozenset()) -> None:
+        """Embed whatever of these items is not cached yet; ``warp_idx``: utterances that also need warped copies' frames (DTW);
+        ``mirror_idx``: images also embedded flipped left-right."""
         t0 = time.perf_counter()
         if warp > 0 and self.speech_enc.metric != "cosine":
             for i in sorted(i for i in warp_idx if i not in self.warped):
@@ -112,6 +116,12 @@ class EmbeddingCache:
             batch = preprocess_batch([load_image(self.image_items[i].path) for i in chunk], self.image_enc.settings)
             for i, e in zip(chunk, self.image_enc.embed(batch)):
                 self.images[i] = np.asarray(e, np.float32)
+        todo = sorted(i for i in mirror_idx if i not in self.mirrors)
+        for start in tqdm(range(0, len(todo), BATCH), desc="mirrored images", disable=not progress, unit="batch", leave=False):
+            chunk = todo[start : start + BATCH]
+            batch = preprocess_batch([mirrored(load_image(self.image_items[i].path)) for i in chunk], self.image_enc.settings)
+            for i, e in zip(chunk, self.image_enc.embed(batch)):
+                self.mirrors[i] = np.asarray(e, np.float32)
         self.embed_s += time.perf_counter() - t0
 
 
@@ -119,7 +129,8 @@ def score_episode(ep: Episode, cache: EmbeddingCache, pairs_as_words: bool, rank
     """Multimodal (candidates ranked with ``ranking``, and by distance alone), speech-only and image-only accuracy of one episode."""
     support = support_set_for(cache.speech_enc)
     for pid, (s, lab) in enumerate(zip(ep.support_speech, ep.support_labels)):
-        support.add(pid, cache.speech[s], np.stack([cache.images[i] for i in ep.views_of(pid)]), None if pairs_as_words else lab)
+        views = [cache.images[i] for i in ep.views_of(pid)] + [cache.mirrors[i] for i in ep.views_of(pid) if i in cache.mirrors]
+        support.add(pid, cache.speech[s], np.stack(views), None if pairs_as_words else lab)
     matching = np.stack([cache.images[i] for i in ep.matching])  # (L, E)
     match_labels = ep.classes  # matching[k] is an image of classes[k]
     right_mm = right_dist = right_sp = 0
@@ -184,6 +195,7 @@ def run_benchmark(
             progress,
             {i for ep in episodes for i in ep.queries},
             settings.dtw_warp,
+            {j for ep in episodes for k in range(len(ep.support_images)) for j in ep.views_of(k)} if settings.mirror_views else set(),
         )
         t0 = time.perf_counter()
         seed_out = [
@@ -219,6 +231,7 @@ def run_benchmark(
         "min_view_gap": settings.min_view_gap,
         "teach_views": settings.teach_views,
         "teach_view_step": settings.teach_view_step,
+        "mirror_views": settings.mirror_views,
         "pairs_as_words": settings.pairs_as_words,
         "mutual_exclusivity": settings.mutual_exclusivity,
         "word_best_of": settings.word_best_of,

@@ -298,8 +298,9 @@ def run_scene_benchmark(
     for seed in settings.seeds:
         rng = np.random.default_rng(seed)
         episodes = [sampler.sample(rng) for _ in range(settings.episodes)]
-        cache.fill({i for ep in episodes for i in (*ep.support_speech, *ep.queries)}, {i for ep in episodes for k in range(len(ep.support_images)) for i in ep.views_of(k)}, progress=False,
-                   warp_idx={i for ep in episodes for i in ep.queries}, warp=settings.dtw_warp)
+        taught = {i for ep in episodes for k in range(len(ep.support_images)) for i in ep.views_of(k)}
+        cache.fill({i for ep in episodes for i in (*ep.support_speech, *ep.queries)}, taught, progress=False,
+                   warp_idx={i for ep in episodes for i in ep.queries}, warp=settings.dtw_warp, mirror_idx=taught if settings.mirror_views else set())
         for ep in episodes:
             scene = compose_scene(backgrounds[rng.integers(len(backgrounds))], [load_image(images[i].path) for i in ep.matching], rng, scene_settings)
             found = scene.boxes if finder is None else finder(scene.frame)
@@ -317,7 +318,7 @@ def run_scene_benchmark(
     return {
         "ways": settings.ways, "shots": settings.shots, "episodes": settings.episodes, "queries": settings.queries,
         "seeds": list(settings.seeds), "min_view_gap": settings.min_view_gap, "speakers": settings.speakers,
-        "teach_views": settings.teach_views, "teach_view_step": settings.teach_view_step,
+        "teach_views": settings.teach_views, "teach_view_step": settings.teach_view_step, "mirror_views": settings.mirror_views,
         "speech_encoder": speech_enc.encoder_id, "image_encoder": image_enc.encoder_id,
         "protocol": row_protocol(speech_enc, image_enc), "speech_protocol": getattr(speech_enc, "protocol", "pretrained"),
         "image_protocol": getattr(image_enc, "protocol", "pretrained"),
@@ -338,7 +339,8 @@ def _score_scene_episode(
     covers = np.array([[iou(b, t) >= IOU_HIT for t in scene.boxes] for b in boxes])  # (C, L): candidate c covers object k
     support = support_set_for(cache.speech_enc)
     for pid, (s, lab) in enumerate(zip(ep.support_speech, ep.support_labels)):
-        support.add(pid, cache.speech[s], np.stack([cache.images[i] for i in ep.views_of(pid)]), None if pairs_as_words else lab)
+        views = [cache.images[i] for i in ep.views_of(pid)] + [cache.mirrors[i] for i in ep.views_of(pid) if i in cache.mirrors]
+        support.add(pid, cache.speech[s], np.stack(views), None if pairs_as_words else lab)
     right = right_dist = 0
     for q in ep.queries:
         k = ep.classes.index(cache.speech_items[q].label)

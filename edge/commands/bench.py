@@ -56,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="support images per taught pair: the taught view and the views around it, as a teacher turning the object shows them (needs a view column; default 1)")
     p.add_argument("--teach-view-step", type=int, default=1, metavar="S",
                    help="with --teach-views: views S apart, centred on the taught one (0, +S, -S, +2S, ...); --min-view-gap is kept from each")
+    p.add_argument("--mirror-views", action="store_true",
+                   help="also store every support view flipped left-right, as the daemon's teach.mirror_views (on by default there) does")
     p.add_argument("--pairs-as-words", action="store_true", help="treat each support pair as its own word (K-shot: compare with the nearest utterance's image only)")
     p.add_argument("--speech-encoder", help="keywords, triplet, ensemble, dtw, an .onnx path, or efficientword-net (the peer, if installed); default: the config's encoders.speech")
     p.add_argument("--image-encoder", help="pixels, digits, objects, or an .onnx path; default: the config's encoders.image")
@@ -143,8 +145,8 @@ def run(args: argparse.Namespace) -> int:
         settings = BenchSettings(
             ways=args.ways, shots=args.shots, episodes=args.episodes, queries=args.queries, speakers=args.speakers, teachers=args.teachers,
             seeds=args.seeds or (args.seed,), min_view_gap=args.min_view_gap,
-            teach_views=args.teach_views, teach_view_step=args.teach_view_step, pairs_as_words=args.pairs_as_words,
-            mutual_exclusivity={None: cfg.matching.mutual_exclusivity, "off": None}.get(args.mutual_exclusivity, args.mutual_exclusivity),
+            teach_views=args.teach_views, teach_view_step=args.teach_view_step, mirror_views=args.mirror_views,
+            pairs_as_words=args.pairs_as_words, mutual_exclusivity={None: cfg.matching.mutual_exclusivity, "off": None}.get(args.mutual_exclusivity, args.mutual_exclusivity),
             word_best_of=cfg.matching.word_best_of if args.word_best_of is None else args.word_best_of,
             dtw_warp=cfg.matching.dtw_warp if args.dtw_warp is None else args.dtw_warp,
         )

@@ -7,8 +7,8 @@ Latency runs from the end of the utterance (the endpointer has closed it) to the
 features, speech embedding, candidate embeddings (cached while the person spoke, as the daemon
 does; the uncached cost is reported too) and the match. Support sets beyond the bundled utterances
 are filled with perturbed copies of real embeddings: matching cost depends on sizes, not content.
-Each pair holds ``teach.views`` image views, as teaching stores them (``--views 5,1`` compares
-settings in alternating rounds). "heard" is what remains after the utterance closes when the speech
+Each pair holds ``teach.views`` image views, as teaching stores them, and with ``teach.mirror_views``
+each view's mirror too (``--views 5,1`` and ``--mirror off,on`` compare settings in alternating rounds). "heard" is what remains after the utterance closes when the speech
 side ran at the first pause, as the daemon does for a heard request (``speech_precomputed``).
 
 bench-idle runs the whole daemon (microphone or a silent real-time source, a 15 fps camera, the
@@ -42,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-encoder", action="append", help="image encoder(s) to measure (default: pixels and every shipped one present)")
     p.add_argument("--views", help="views per taught pair, comma-separated settings measured in alternating rounds, e.g. 5,1 "
                    "(default: the config's teach.views, as teaching stores them)")
+    p.add_argument("--mirror", help="teach.mirror_views settings measured in alternating rounds: on, off or off,on "
+                   "(default: the config's; on stores each view's mirror too, twice the image rows)")
     p.add_argument("--rounds", type=int, default=4, help="alternating rounds the requests are split into (default 4)")
     p.add_argument("--json", help="write the results here as JSON")
     p.set_defaults(func=run_latency)
@@ -117,8 +119,10 @@ def _perturbed(rep: np.ndarray, metric: str, rng: np.random.Generator) -> np.nda
     return rep + rng.normal(0, 0.05, rep.shape).astype(np.float32)
 
 
-def _latency_controller(speech_name: str, image_name: str, pairs: int, n_candidates: int, views: int, seed: int = 0) -> tuple[Any, list[Any]]:
-    """A controller with ``pairs`` taught pairs of ``views`` views each, a frame of ``n_candidates`` in view; and the utterances."""
+def _latency_controller(speech_name: str, image_name: str, pairs: int, n_candidates: int, views: int, seed: int = 0,
+                        mirror: bool | None = None) -> tuple[Any, list[Any]]:
+    """A controller with ``pairs`` taught pairs of ``views`` views each (and their mirrors with ``mirror``, default the
+    config's ``teach.mirror_views``), a frame of ``n_candidates`` in view; and the utterances."""
     from edge.camera import StaticFrames
     from edge.candidates import CandidateSettings, make_finder, teach_region
     from edge.config import Config
@@ -142,6 +146,7 @@ def _latency_controller(speech_name: str, image_name: str, pairs: int, n_candida
     )
     utts = _utterances()
     rng = np.random.default_rng(seed)
+    rows_per_pair = views * (2 if (cfg.teach.mirror_views if mirror is None else mirror) else 1)
     speech_reps = [ctrl.embed_speech(u.pcm, u.sample_rate_hz) for u in utts]
     crops = [c.crop for c in ctrl.finder.find(frames.latest().image)]
     image_reps = embed_crops(image, crops)
@@ -149,7 +154,7 @@ def _latency_controller(speech_name: str, image_name: str, pairs: int, n_candida
         s = speech_reps[i % len(speech_reps)]
         if i >= len(speech_reps):
             s = _perturbed(s, speech.metric, rng)
-        v = image_reps[i % len(image_reps)] + rng.normal(0, 0.05, (views, image_reps.shape[1])).astype(np.float32)  # views as teaching stores them
+        v = image_reps[i % len(image_reps)] + rng.normal(0, 0.05, (rows_per_pair, image_reps.shape[1])).astype(np.float32)  # views as teaching stores them
         ctrl.support.add(i + 1, s, v, None)
     return ctrl, utts
 
@@ -169,7 +174,7 @@ def _latency_round(ctrl: Any, utts: list[Any], n_requests: int, offset: int = 0)
     return cached, uncached, parts
 
 
-def _summary(ctrl: Any, pairs: int, views: int, cached: list[float], uncached: list[float], parts: list[dict]) -> dict:
+def _summary(ctrl: Any, pairs: int, views: int, mirror: bool, cached: list[float], uncached: list[float], parts: list[dict]) -> dict:
     def pct(xs: list[float], q: float) -> float:
         return round(float(np.percentile(xs, q)), 2)
 
@@ -177,7 +182,7 @@ def _summary(ctrl: Any, pairs: int, views: int, cached: list[float], uncached: l
     heard = [max(0.0, c - p["features"] - p["speech_embedding"]) for c, p in zip(cached, parts)]
     return {
         "speech_encoder": ctrl.speech_encoder.encoder_id, "image_encoder": ctrl.image_encoder.encoder_id, "pairs": pairs,
-        "views_per_pair": views, "image_rows": int(len(ctrl.support.image_embeddings())),
+        "views_per_pair": views, "mirror_views": mirror, "image_rows": int(len(ctrl.support.image_embeddings())),
         "candidates": len(ctrl.finder.find(ctrl.frames.latest().image)), "requests": len(cached),
         "p50_ms": pct(cached, 50), "p95_ms": pct(cached, 95),
         "heard_p50_ms": pct(heard, 50), "heard_p95_ms": pct(heard, 95),
@@ -187,22 +192,26 @@ def _summary(ctrl: Any, pairs: int, views: int, cached: list[float], uncached: l
 
 
 def measure_latency(speech_name: str, image_name: str, pairs: int, n_candidates: int, n_requests: int, seed: int = 0,
-                    views: Sequence[int] = (1,), rounds: int = 1) -> dict | list[dict]:
+                    views: Sequence[int] = (1,), rounds: int = 1, mirrors: Sequence[bool | None] = (None,)) -> dict | list[dict]:
     """p50/p95 answer latency of the controller for one encoder pair and support-set size.
 
-    With several ``views`` (views per taught pair) the settings are measured in ``rounds`` alternating
+    With several ``views`` (views per taught pair) or ``mirrors`` (``teach.mirror_views``; None: the config's) the settings
+    (every view count with every mirror setting) are measured in ``rounds`` alternating
     rounds of ``n_requests / rounds`` requests each (a shared machine's load drifts; alternating spreads
     it over all of them) and a list is returned, one result per setting; with one, its result.
     """
-    setups = [_latency_controller(speech_name, image_name, pairs, n_candidates, v, seed) for v in views]
+    from edge.config import Config
+
+    combos = [(v, Config().teach.mirror_views if m is None else m) for v in views for m in mirrors]
+    setups = [_latency_controller(speech_name, image_name, pairs, n_candidates, v, seed, m) for v, m in combos]
     per_round = max(1, n_requests // max(1, rounds))
-    got: list[tuple[list, list, list]] = [([], [], []) for _ in views]
+    got: list[tuple[list, list, list]] = [([], [], []) for _ in combos]
     for r in range(max(1, rounds)):
         for (ctrl, utts), acc in zip(setups, got):
             for mine, new in zip(acc, _latency_round(ctrl, utts, per_round, r * per_round)):
                 mine.extend(new)
-    results = [_summary(ctrl, pairs, v, *acc) for (ctrl, _), v, acc in zip(setups, views, got)]
-    return results if len(views) > 1 else results[0]
+    results = [_summary(ctrl, pairs, v, m, *acc) for (ctrl, _), (v, m), acc in zip(setups, combos, got)]
+    return results if len(combos) > 1 else results[0]
 
 
 def run_latency(args: argparse.Namespace) -> int:
@@ -216,6 +225,11 @@ def run_latency(args: argparse.Namespace) -> int:
     if not views or min(views) < 1:
         print(f"showsay bench-latency: --views: views per pair must be >= 1, got {args.views!r}", file=sys.stderr)
         return 2
+    try:
+        mirrors = [{"on": True, "off": False}[m.strip()] for m in args.mirror.split(",")] if args.mirror else [None]
+    except KeyError:
+        print(f"showsay bench-latency: --mirror: on, off or off,on, got {args.mirror!r}", file=sys.stderr)
+        return 2
     speech_names = args.speech_encoder or _available("speech")
     image_names = args.image_encoder or _available("image")
     results = []
@@ -224,19 +238,20 @@ def run_latency(args: argparse.Namespace) -> int:
     for sp in speech_names:
         for im in image_names:
             for n in pair_counts:
-                got = measure_latency(sp, im, n, args.candidates, args.requests, views=views, rounds=args.rounds)
+                got = measure_latency(sp, im, n, args.candidates, args.requests, views=views, rounds=args.rounds, mirrors=mirrors)
                 got = got if isinstance(got, list) else [got]
                 results.extend(got)
                 for res in got:
                     pp = res["parts_p50_ms"]
-                    print(f"{res['speech_encoder']:>18} {res['image_encoder']:>22} {n:>6} {res['views_per_pair']:>5} {res['candidates']:>5} "
+                    print(f"{res['speech_encoder']:>18} {res['image_encoder']:>22} {n:>6} {res['views_per_pair']:>3}{'m' if res['mirror_views'] else ' ':<2} {res['candidates']:>5} "
                           f"{res['p50_ms']:>8.2f} {res['p95_ms']:>8.2f} {res['heard_p50_ms']:>7.2f}/{res['heard_p95_ms']:<7.2f} "
                           f"{res['uncached_p50_ms']:>8.2f}/{res['uncached_p95_ms']:<8.2f}  "
                           f"{pp['features']:.2f}/{pp['speech_embedding']:.2f}/{pp['candidate_embeddings']:.2f}/{pp['match']:.2f}", flush=True)
                 if len(got) > 1:
                     base = got[-1]
                     for res in got[:-1]:
-                        print(f"{'':>18} {'':>22} {n:>6} {res['views_per_pair']} vs {base['views_per_pair']} views: p50 x{res['p50_ms'] / base['p50_ms']:.2f}, "
+                        name = lambda r: f"{r['views_per_pair']}{' mirrored' if r['mirror_views'] else ''}"  # noqa: E731
+                        print(f"{'':>18} {'':>22} {n:>6} {name(res)} vs {name(base)} views: p50 x{res['p50_ms'] / base['p50_ms']:.2f}, "
                               f"p95 x{res['p95_ms'] / base['p95_ms']:.2f}, heard p95 x{res['heard_p95_ms'] / max(base['heard_p95_ms'], 1e-3):.2f}, "
                               f"match p50 x{res['parts_p50_ms']['match'] / max(base['parts_p50_ms']['match'], 1e-3):.2f}", flush=True)
     if args.json:

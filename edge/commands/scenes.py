@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", type=int, default=10, help="spoken queries per episode")
     p.add_argument("--min-view-gap", type=int, default=0, help="support and matching views at least this many views apart")
     p.add_argument("--teach-views", type=int, default=1, metavar="N", help="support images per taught pair: the taught view and those around it (needs a view column)")
+    p.add_argument("--mirror-views", action="store_true", help="also store every support view flipped left-right, as the daemon's teach.mirror_views does")
     p.add_argument("--teach-view-step", type=int, default=1, metavar="S", help="with --teach-views: views S apart, centred on the taught one")
     p.add_argument("--speech-encoder", help="keywords, triplet, ensemble, dtw, or an .onnx path (fused with DTW at the config's "
                    "encoders.fuse_dtw); default: the config's encoders.speech")
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         if args.speech:
             enc = dataclasses.replace(cfg.encoders, speech=args.speech_encoder or cfg.encoders.speech, image=args.image_encoder or cfg.encoders.image)
             bench = BenchSettings(ways=args.ways, shots=args.shots, episodes=args.episodes, queries=args.queries, seeds=(args.seed,),
-                                  min_view_gap=args.min_view_gap, teach_views=args.teach_views, teach_view_step=args.teach_view_step,
+                                  min_view_gap=args.min_view_gap, teach_views=args.teach_views, teach_view_step=args.teach_view_step, mirror_views=args.mirror_views,
                                   mutual_exclusivity=cfg.matching.mutual_exclusivity,
                                   word_best_of=cfg.matching.word_best_of, dtw_warp=cfg.matching.dtw_warp)
             finder = None if args.bench_finder == "oracle" else _finder(args.bench_finder, cfg)

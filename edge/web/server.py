@@ -60,7 +60,6 @@ import ipaddress
 import json
 import logging
 import os
-import queue
 import re
 import socket
 import socketserver
@@ -77,6 +76,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from edge.control import _encode as encode_json_line  # the control socket's own encoder: same JSON
 from edge.control import check_request
+from edge.fanout import STOP, Fanout, Listener, shutdown as _shutdown
 from edge.settings import SettingsError, setting
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,6 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
                                "media-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
-_STOP = object()  # queued to an event stream to end it
 # What a browser without the token may fetch: the login form and its look (packaged files, no state)
 PUBLIC_PATHS = frozenset({"/login", "/static/style.css", "/static/icon.svg"})
 
@@ -198,15 +197,6 @@ def _load_static(folder: Path) -> dict[str, tuple[bytes, str, str]]:
     return files
 
 
-class _Stream:
-    """One open event stream: a bounded queue of encoded events and the connection it writes to."""
-
-    def __init__(self, conn: socket.socket, maxsize: int) -> None:
-        self.conn = conn
-        self.events: queue.Queue = queue.Queue(maxsize)
-        self.dropped = False
-
-
 class _Server(ThreadingHTTPServer):
     """ThreadingHTTPServer with a connection limit and no reverse DNS lookup at bind."""
 
@@ -283,8 +273,8 @@ class WebServer:
         self.allowed_hosts: set[str] = set()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._streams: list[_Stream] = []
+        self._streams = Fanout(settings.event_queue_events, "web: closing an event stream %d events behind (the page reconnects)",
+                               max_listeners=settings.max_event_streams)
         self.closing = threading.Event()
 
     # -- lifecycle
@@ -322,10 +312,7 @@ class WebServer:
         if self.closing.is_set():
             return
         self.closing.set()
-        with self._lock:
-            streams, self._streams = list(self._streams), []
-        for stream in streams:
-            self._drop(stream)
+        self._streams.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -356,40 +343,20 @@ class WebServer:
         except (TypeError, ValueError) as exc:
             log.error("web: event %r cannot be sent as JSON (%s)", event.get("event"), exc)
             return
-        with self._lock:
-            streams = list(self._streams)
-        for stream in streams:
-            try:
-                stream.events.put_nowait(data)
-            except queue.Full:
-                log.warning("web: closing an event stream %d events behind (the page reconnects)", self.settings.event_queue_events)
-                self._drop(stream)
+        self._streams.publish(data)
 
     @property
     def stream_count(self) -> int:
         """Event streams open now."""
-        with self._lock:
-            return len(self._streams)
+        return len(self._streams)
 
-    def open_stream(self, conn: socket.socket) -> _Stream | None:
-        """A new event stream, or None when max_event_streams are open."""
-        with self._lock:
-            if self.closing.is_set() or len(self._streams) >= self.settings.max_event_streams:
-                return None
-            stream = _Stream(conn, self.settings.event_queue_events)
-            self._streams.append(stream)
-            return stream
+    def open_stream(self, conn: socket.socket) -> Listener | None:
+        """A new event stream, or None when closing or max_event_streams are open."""
+        return None if self.closing.is_set() else self._streams.open(conn)
 
-    def _drop(self, stream: _Stream) -> None:
-        with self._lock:
-            if stream in self._streams:
-                self._streams.remove(stream)
-        stream.dropped = True
-        _shutdown(stream.conn)  # wakes its thread if it is blocked writing
-        try:
-            stream.events.put_nowait(_STOP)
-        except queue.Full:
-            pass  # the thread sees stream.dropped after its next item
+    def drop_stream(self, stream: Listener) -> None:
+        """End ``stream`` (its connection is shut down)."""
+        self._streams.drop(stream)
 
     # -- commands
 
@@ -412,13 +379,6 @@ class WebServer:
     def read_pair(self, pair_id: int) -> Any:
         """The stored pair, or None."""
         return self._read_pair(pair_id)
-
-
-def _shutdown(conn: socket.socket) -> None:
-    try:
-        conn.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed
 
 
 _PAIR = r"/api/pairs/(\d{1,12})"
@@ -733,18 +693,17 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(key, value)
             self.end_headers()
             self.wfile.write(b"retry: 2000\n\n")
-            while not stream.dropped and not self.app.closing.is_set():
-                try:
-                    item = stream.events.get(timeout=KEEPALIVE_S)
-                except queue.Empty:
-                    item = b": keepalive\n\n"
-                if item is _STOP or stream.dropped:
+            while not self.app.closing.is_set():
+                item = stream.next(timeout=KEEPALIVE_S)
+                if item is STOP:
                     return
+                if item is None:
+                    item = b": keepalive\n\n"
                 self.wfile.write(item)  # the socket's timeout bounds a write to a browser that stopped reading
         except OSError as exc:
             log.debug("web: event stream to %s ended (%s)", self.client_address[0], exc)
         finally:
-            self.app._drop(stream)
+            self.app.drop_stream(stream)
 
     def _post_teach(self) -> None:
         body = self._body()
