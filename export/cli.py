@@ -8,7 +8,7 @@ from __future__ import annotations
 from edge.cli import run_group
 
 # Each module defines register(subparsers) and sets func(args) -> int on its parsers.
-EXPORT_COMMANDS: tuple[str, ...] = ("export.onnx_export", "export.ensemble", "export.engine", "export.objects", "export.keywords")
+EXPORT_COMMANDS: tuple[str, ...] = ("export.onnx_export", "export.ensemble", "export.engine", "export.objects", "export.keywords", "export.head")
 
 
 def main(argv: list[str]) -> int:

@@ -9,6 +9,7 @@ compared with PyTorch on several batch shapes and utterance lengths.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import warnings
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge.encoders import OnnxEncoder
-from edge.model_io import EMBEDDING_OUTPUT, IMAGE_INPUT, SPEECH_INPUT, SPEECH_LENGTHS, ModelError
+from edge.model_io import EMBEDDING_OUTPUT, IMAGE_INPUT, META_PROTOCOL, META_RECOMMENDED, SPEECH_INPUT, SPEECH_LENGTHS, ModelError
 
 if TYPE_CHECKING:  # torch, onnx and train come with the train extra; 'showsay export engine' on a Jetson needs none of them
     import torch
@@ -69,8 +70,10 @@ def torch_embed(model: torch.nn.Module, kind: str, batch: list[np.ndarray] | np.
         return model(torch.from_numpy(np.asarray(batch))).numpy()
 
 
-def export_onnx(checkpoint: Path, out: Path) -> ExportResult:
-    """Export, attach metadata, then check parity through the runtime's loader; raises ModelError on a mismatch."""
+def export_onnx(checkpoint: Path, out: Path, fuse_dtw: float | None = None) -> ExportResult:
+    """Export, attach metadata, then check parity through the runtime's loader; raises ModelError on a mismatch.
+
+    ``fuse_dtw``: the DTW weight chosen for this speech model on held-out speakers, recorded as ``showsay.recommended``."""
     import onnx
     import torch
 
@@ -110,6 +113,10 @@ def export_onnx(checkpoint: Path, out: Path) -> ExportResult:
             "showsay.objective": settings.objective,
             "showsay.val_one_shot": f"{ckpt['val_one_shot']:.4f} ({ckpt['val_ways']}-way, held-out background classes)",
             "showsay.train_seed": str(settings.seed),
+            META_PROTOCOL: "seeds",  # showsay train uses background data only
+            **({META_RECOMMENDED: json.dumps({"fuse_dtw": float(fuse_dtw)})} if fuse_dtw is not None else {}),
+            **({"showsay.val_real_speakers": f"{ckpt['val_real']:.4f} ({ckpt['val_ways']}-way one-shot, 40 held-out speechocean762 speakers, "
+                                             "edge/bench/validation.py)"} if ckpt.get("val_real") is not None else {}),
         },
     )
     onnx.checker.check_model(proto)
@@ -133,6 +140,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("onnx", help="export a training checkpoint to an ONNX encoder with metadata, checked against PyTorch")
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by 'showsay train speech|image'")
     p.add_argument("--out", type=Path, required=True, help="ONNX file to write")
+    p.add_argument("--fuse-dtw", type=float, metavar="W",
+                   help="speech: record W as the DTW weight chosen for this model on held-out speakers (showsay.recommended; "
+                        "encoders.fuse_dtw: null then uses it)")
     p.set_defaults(func=run)
 
 
@@ -147,7 +157,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"showsay export onnx: needs the train extra (PyTorch, onnx): pip install -e '.[train]' ({exc})", file=sys.stderr)
         return 1
     try:
-        res = export_onnx(args.checkpoint, args.out)
+        if args.fuse_dtw is not None and not 0.0 <= args.fuse_dtw <= 1.0:
+            raise ModelError(f"--fuse-dtw must be in [0, 1], got {args.fuse_dtw}")
+        res = export_onnx(args.checkpoint, args.out, args.fuse_dtw)
     except (DataError, ModelError) as exc:
         print(f"showsay export onnx: {exc}", file=sys.stderr)
         return 1

@@ -198,7 +198,7 @@ def test_restart_with_the_speech_ensemble_reembeds_the_taught_audio(tmp_path):
     from edge.memory import Memory
 
     def speech(name):
-        return load_speech_encoder(EncoderSettings(speech=name), SpeechFeatureSettings())  # fused with DTW, as configured
+        return load_speech_encoder(EncoderSettings(speech=name, fuse_dtw=0.5), SpeechFeatureSettings())  # fused with DTW
 
     memory = Memory(tmp_path / "memory.sqlite3")
     first = Rig(memory=memory, speech_encoder=speech("default"))
@@ -212,7 +212,7 @@ def test_restart_with_the_speech_ensemble_reembeds_the_taught_audio(tmp_path):
     assert second.ctrl.load_memory() == 2
     stored = memory.embeddings(ensemble.encoder_id)
     assert sorted(stored) == [1, 2]
-    assert all(unpack_fused(v)[0].shape == (640,) for v in stored.values())  # the five members' embedding, beside the DTW frames
+    assert all(unpack_fused(v)[0].shape == (384,) for v in stored.values())  # the three members' embedding, beside the DTW frames
     second.frames.show(scene("square", None, "circle"))
     second.say(1)
     assert second.run_until("resolved")["box"] == list(BOXES[0])

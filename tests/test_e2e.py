@@ -155,12 +155,12 @@ def test_demo_reports_a_model_it_cannot_load(tmp_path, capsys):
     assert f"showsay demo: cannot start: {tmp_path / 'nowhere.onnx'}: no such model file" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("speech", ["dtw", "default"])  # default: the shipped encoder fused with DTW
+@pytest.mark.parametrize("speech", ["dtw", "ensemble"])  # ensemble: a shipped encoder fused with DTW (0.1)
 def test_latency_benchmark_measures_the_controllers_answer_path(speech):
     from edge.commands.bench_latency import measure_latency
 
     res = measure_latency(speech, "pixels", pairs=20, n_candidates=10, n_requests=4)
-    assert res["speech_encoder"].endswith("+dtw") if speech == "default" else res["speech_encoder"].startswith("dtw")
+    assert res["speech_encoder"].endswith("+dtw") if speech == "ensemble" else res["speech_encoder"].startswith("dtw")
     assert res["pairs"] == 20 and res["candidates"] == 10 and res["requests"] == 4
     assert 0 < res["p50_ms"] <= res["p95_ms"]
     assert set(res["parts_p50_ms"]) == {"features", "speech_embedding", "candidate_embeddings", "match"}

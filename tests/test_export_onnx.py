@@ -89,11 +89,31 @@ def test_shipped_speech_ensemble_contains_the_default_network() -> None:
     ens = load_speech_encoder(EncoderSettings(speech="ensemble", fuse_dtw=0.0), SpeechFeatureSettings())
     single = load_speech_encoder(EncoderSettings(speech="default", fuse_dtw=0.0), SpeechFeatureSettings())
     members = json.loads(ens.info.extra["showsay.members"])
-    assert len(members) == 5 and members[0]["model_id"] == single.info.model_id
+    assert len(members) == 3 and members[0]["model_id"] == single.info.model_id
     assert members[0]["weights_sha256"] == single.info.weights_sha256
     rng = np.random.default_rng(0)
     utterances = [rng.standard_normal((t, 39)).astype(np.float32) for t in (12, 40, 95)]
     out, one = ens.embed(utterances), single.embed(utterances)
-    assert out.shape == (3, 5 * one.shape[1])
+    assert out.shape == (3, 3 * one.shape[1])
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(out[:, : one.shape[1]] * np.sqrt(5), one, atol=1e-5)
+    np.testing.assert_allclose(out[:, : one.shape[1]] * np.sqrt(3), one, atol=1e-5)
+
+
+def test_export_records_the_dtw_weight_chosen_on_held_out_speakers(tmp_path: Path, checkpoints: dict[str, Path]) -> None:
+    from edge.encoders import fuse_dtw_for
+
+    assert export_main(["onnx", "--checkpoint", str(checkpoints["speech"]), "--out", str(tmp_path / "s.onnx"), "--fuse-dtw", "0.25"]) == 0
+    info = OnnxEncoder(tmp_path / "s.onnx").info
+    assert info.recommended == {"fuse_dtw": 0.25} and info.protocol == "seeds"
+    assert fuse_dtw_for(EncoderSettings(speech=str(tmp_path / "s.onnx")), info) == 0.25  # the config's null takes the model's choice
+    assert fuse_dtw_for(EncoderSettings(speech=str(tmp_path / "s.onnx"), fuse_dtw=0.5), info) == 0.5  # a number in the config wins
+    assert export_main(["onnx", "--checkpoint", str(checkpoints["speech"]), "--out", str(tmp_path / "t.onnx"), "--fuse-dtw", "2"]) == 1
+
+
+def test_shipped_speech_model_records_how_it_was_chosen() -> None:
+    """speech.onnx says it is ours (seeds), its training seed, its real-speaker validation and the DTW weight chosen there."""
+    info = OnnxEncoder(MODELS_DIR / "speech.onnx").info
+    assert info.protocol == "seeds" and info.recommended == {"fuse_dtw": 0.0}
+    assert info.extra["showsay.train_seed"] == "2"
+    assert info.extra["showsay.val_real_speakers"].startswith("0.7282 ")
+    assert "speechocean762" in info.extra["showsay.training_data"]

@@ -154,3 +154,41 @@ def test_distill_needs_a_fitting_teacher(tmp_path: Path, data_dir: Path) -> None
         with pytest.raises(DataError, match=message):
             train("speech", load_train_settings(cfg), progress=False)
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_real_share_splits_each_batch_between_recordings_and_synthesis() -> None:
+    from train.data import ClassBalancedSampler
+
+    labels = np.repeat(np.arange(10), 6)  # 10 words x 6 examples
+    real = np.tile([True, True, True, False, False, False], 10)
+    real[labels >= 8] = False  # words 8 and 9: synthetic voices only
+    speakers = np.array([f"s{i % 3}" for i in range(60)])
+    sampler = ClassBalancedSampler(labels, 4, 2, np.random.default_rng(0), real=real, real_share=0.5, speakers=speakers)
+    for _ in range(20):
+        idx = sampler.batch()
+        assert len(idx) == 8 and len(set(labels[idx].tolist())) == 4  # no word drawn twice
+        assert real[idx[:4]].all() and not real[idx[4:]].any()  # two classes of recordings, two of renderings
+        assert all(len(set(speakers[idx[i : i + 2]].tolist())) == 2 for i in range(0, 8, 2))  # two speakers per class
+    only_real = ClassBalancedSampler(labels, 4, 2, np.random.default_rng(0), real=real, real_share=1.0)
+    assert all(real[only_real.batch()].all() for _ in range(10))
+
+
+def test_the_same_run_on_pretrained_frames(tmp_path: Path, data_dir: Path) -> None:
+    """inputs: speech_embedding trains the same network on frames.npz (96-d, minus the silence frame)."""
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    with np.load(data_dir / "speech.npz") as z:
+        np.savez(frames_dir / "speech.npz", **{k: z[k] for k in z.files})
+        offsets = z["offsets"]
+    rng = np.random.default_rng(0)
+    n = len(offsets) - 1
+    lengths = rng.integers(3, 9, n)
+    np.savez(frames_dir / "frames.npz", frames=rng.standard_normal((int(lengths.sum()), 96)).astype(np.float16),
+             offsets=np.concatenate([[0], np.cumsum(lengths)]), silence=np.ones(96, np.float32), examples=np.int64(n))
+    cfg = write_tiny_config(tmp_path / "c.yaml", frames_dir, tmp_path / "m.pt", "triplet", inputs="speech_embedding", time_mask_frames=1)
+    ckpt = train("speech", load_train_settings(cfg), progress=False)
+    assert ckpt["input_spec"] == {"feat_dim": 96} and len(ckpt["speech_embedding"]["silence_frame"]) == 96
+    assert "speech_features" not in ckpt
+    np.savez(frames_dir / "frames.npz", frames=np.zeros((3, 96), np.float16), offsets=np.array([0, 3]), silence=np.zeros(96, np.float32))
+    with pytest.raises(DataError, match="rebuild both"):
+        train("speech", load_train_settings(cfg), progress=False)

@@ -2,6 +2,11 @@
 
     python tools/validate_speech.py --speech-encoder keywords triplet --fuse-dtw 0 0.5 --shots 1 3 --word-best-of 1 2
     python tools/validate_speech.py --speech-encoder keywords --multimodal --image-encoder digits --shots 1 3
+    python tools/validate_speech.py --speech-encoder keywords head.onnx --against keywords:0
+
+``--against NAME:W`` adds, to every row, its gain over that encoder at fuse weight W on the same episodes
+(same shots and ``word_best_of``) with a paired 95% interval over episodes: the noise to beat when
+two settings are compared, narrower than either row's own interval.
 
 Prints one Markdown row per encoder setting and shot count: 10-way, each request said by a
 held-out speaker who taught none of its word's shots, held-out words only. Never tune on fsdd.
@@ -64,6 +69,27 @@ def multimodal_outcomes(encoder, items, features, episodes, images: np.ndarray, 
     return right
 
 
+def parse_against(text: str, names: list[str], weights: list[float]) -> tuple[str, float]:
+    """``NAME:W`` -> (NAME, W); NAME must be one of the encoders measured and W one of the weights tried."""
+    name, sep, weight = text.rpartition(":")
+    if not sep or name not in names:
+        raise SystemExit(f"--against {text!r}: expected NAME:W with NAME one of --speech-encoder ({', '.join(names)})")
+    try:
+        w = 0.0 if name in ("dtw", "efficientword-net") else float(weight)
+    except ValueError:
+        raise SystemExit(f"--against {text!r}: the fuse weight {weight!r} is not a number") from None
+    if name not in ("dtw", "efficientword-net") and w not in weights:
+        raise SystemExit(f"--against {text!r}: {w:g} is not one of --fuse-dtw ({', '.join(f'{x:g}' for x in weights)})")
+    return name, w
+
+
+def paired_gain(acc: np.ndarray, reference: np.ndarray | None) -> tuple[float, float]:
+    """Mean per-episode gain of ``acc`` over ``reference`` (same episodes) and its 95% half-width; nan without a reference."""
+    if reference is None:
+        return float("nan"), float("nan")
+    return mean_ci95(acc - reference)
+
+
 def main() -> int:
     """Print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -79,7 +105,10 @@ def main() -> int:
     ap.add_argument("--multimodal", action="store_true", help="words paired with Omniglot evaluation characters: both candidate rankings")
     ap.add_argument("--image-encoder", default="digits", help="image encoder for --multimodal")
     ap.add_argument("--omniglot-classes", type=int, default=200, help="--multimodal: the first N evaluation characters")
+    ap.add_argument("--against", metavar="NAME:W", help="also print each row's speech-only gain over this encoder and fuse weight "
+                    "(one of --speech-encoder's, listed first) on the same episodes, with a paired 95%% interval")
     args = ap.parse_args()
+    reference = parse_against(args.against, args.speech_encoder, args.fuse_dtw) if args.against else None
     cfg = load_config(args.config)
     items = validation_items(args.shared / CORPUS)
     print(f"real-speaker validation: {len(items)} clips, {len({i.label for i in items})} words, "
@@ -92,10 +121,16 @@ def main() -> int:
         print("| speech encoder | protocol | fuse_dtw | shots | word_best_of | speech-only | multimodal, distance only | multimodal, mutual exclusivity |")
         print("|---|---|---|---|---|---|---|---|")
     else:
-        print("| speech encoder | protocol | fuse_dtw | shots | word_best_of | speech-only accuracy | 95% CI |")
-        print("|---|---|---|---|---|---|---|")
-    for name in args.speech_encoder:
-        for weight in ([0.0] if name in ("dtw", "efficientword-net") else args.fuse_dtw):
+        print("| speech encoder | protocol | fuse_dtw | shots | word_best_of | speech-only accuracy | 95% CI |"
+              + (f" gain over {args.against}, paired 95% CI |" if reference else ""))
+        print("|---|---|---|---|---|---|---|" + ("---|" if reference else ""))
+    base: dict[tuple[int, int], np.ndarray] = {}  # (shots, word_best_of) -> the reference's per-episode accuracy
+    names = sorted(args.speech_encoder, key=lambda n: n != reference[0]) if reference else args.speech_encoder
+    for name in names:
+        weights = [0.0] if name in ("dtw", "efficientword-net") else args.fuse_dtw
+        if reference and name == reference[0]:
+            weights = sorted(weights, key=lambda w: w != reference[1])  # the reference row first
+        for weight in weights:
             if name == "efficientword-net":  # the benchmark-only peer (pip install --no-deps efficientword-net==1.0.5)
                 from edge.bench.peers import EfficientWordNetSpeech
 
@@ -113,7 +148,13 @@ def main() -> int:
                               + " | ".join(f"{100 * a:.1f} +-{100 * c:.1f}" for a, c in cells) + " |", flush=True)
                         continue
                     acc, ci = mean_ci95(right.mean(axis=1))
-                    print(f"| {name} | {enc.protocol} | {weight:g} | {shots} | {best_of} | {100 * acc:.1f} | +-{100 * ci:.1f} |", flush=True)
+                    gain = ""
+                    if reference:
+                        if (name, weight) == reference:
+                            base[(shots, best_of)] = right.mean(axis=1)
+                        d, dci = paired_gain(right.mean(axis=1), base.get((shots, best_of)))
+                        gain = f" {100 * d:+.1f} +-{100 * dci:.1f} |"
+                    print(f"| {name} | {enc.protocol} | {weight:g} | {shots} | {best_of} | {100 * acc:.1f} | +-{100 * ci:.1f} |{gain}", flush=True)
     return 0
 
 

