@@ -41,7 +41,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from math import ceil
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -302,7 +302,7 @@ class Controller:
         self.teach_settings = teach
         self.answers = answers
         self.utterances = utterances
-        self.matching = matching
+        self.matching = self.with_encoder_thresholds(matching)
         # an ask file may hold as much audio as the longest utterance the endpointer passes on
         self.max_request_ms = float(vad.max_utterance_ms + vad.pre_roll_ms + vad.post_roll_ms)
         self._ask_reads = threading.Semaphore(1)  # one request file decoded at a time bounds the memory it takes
@@ -379,6 +379,16 @@ class Controller:
         wake = getattr(self.audio, "wake", None)
         if wake is not None:
             wake()
+
+    def with_encoder_thresholds(self, matching: MatchSettings) -> MatchSettings:
+        """``matching`` with ``unknown_word_distance: encoder`` replaced by the value measured for the speech encoder."""
+        if matching.unknown_word_distance != "encoder":
+            return matching
+        measured = getattr(self.speech_encoder, "unknown_word_distance", None)
+        if measured is None:
+            log.warning("matching.unknown_word_distance 'encoder': no threshold was measured for speech encoder %s, so every "
+                        "request is answered; set a number (tools/thresholds.py measures one)", self.speech_encoder.encoder_id)
+        return replace(matching, unknown_word_distance=measured)
 
     def set_matching(self, matching: MatchSettings) -> None:
         """New rejection thresholds (SIGHUP), applied on the controller thread."""
@@ -537,8 +547,8 @@ class Controller:
             if kind == "press":
                 self._on_press(arg)
             elif kind == "matching":
-                self.matching = arg
-                log.info("matching thresholds now %s", arg)
+                self.matching = self.with_encoder_thresholds(arg)
+                log.info("matching thresholds now %s", self.matching)
             elif kind == "request":
                 try:
                     arg.reply = self._handle(arg.request, arg.audio)

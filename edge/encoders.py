@@ -84,6 +84,19 @@ class EncoderSettings:
 # three-seed ensemble gains 1.4 at 0.1 (paired +-0.5), outside its +-1.2, so 0.1 (0.5 costs both 3-4 points).
 FUSE_DTW_CHOSEN = {"triplet": 0.0, "ensemble": 0.1, "default": 0.0}
 
+# matching.unknown_word_distance "encoder": the threshold where taught words (said by other speakers) are
+# answered as often as untaught ones are rejected, measured on the held-out real speakers with each shipped
+# encoder as loaded (tools/thresholds.py --speech-encoder NAME --no-images; docs/daemon.md). A model file's
+# showsay.recommended "unknown_word_distance" wins; an encoder in neither rejects nothing (and says so).
+UNKNOWN_WORD_CHOSEN = {"keywords": 0.24, "keywords-head": 0.51, "triplet": 0.47, "default": 0.47, "ensemble": 0.47, "dtw": 0.725}
+
+
+def unknown_word_distance_for(settings: EncoderSettings, info: ModelInfo | None = None) -> float | None:
+    """The unknown-word threshold measured for this speech encoder: the model's recorded choice, else the table's, else None."""
+    if info is not None and "unknown_word_distance" in info.recommended:
+        return float(info.recommended["unknown_word_distance"])
+    return UNKNOWN_WORD_CHOSEN.get(settings.speech)
+
 
 def fuse_dtw_for(settings: EncoderSettings, info: ModelInfo | None = None) -> float:
     """The DTW weight for this speech encoder: the config's number, else the model's recorded choice, else the table's, else 0."""
@@ -102,6 +115,8 @@ class SpeechEncoder(Protocol):
     input_kind: InputKind  # "mfcc" or "waveform": what embed() takes
     sample_rate_hz: int  # embed_audio() takes mono float32 samples at this rate
     protocol: BenchProtocol
+    # matching.unknown_word_distance "encoder" takes this (set by load_speech_encoder; None: none measured)
+    unknown_word_distance: float | None
 
     def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
         """Embeddings (N, dim) of the model's own inputs (feature matrices or waveforms); DTW: the feature matrices."""
@@ -151,6 +166,7 @@ class DtwSpeech:
     metric: SpeechMetric = "dtw"
     input_kind: InputKind = "mfcc"
     protocol: BenchProtocol = "seeds"
+    unknown_word_distance: float | None = None  # set by load_speech_encoder: the threshold measured for it
 
     def __init__(self, feature_settings: SpeechFeatureSettings) -> None:
         self.features = feature_settings
@@ -170,6 +186,7 @@ class FusedSpeech:
     """A model speech encoder fused with DTW: each utterance keeps its embedding and its MFCC frames."""
 
     metric: SpeechMetric = "fused"
+    unknown_word_distance: float | None = None  # set by load_speech_encoder: the threshold measured for it
 
     def __init__(self, inner: SpeechEncoder, dtw_weight: float, feature_settings: SpeechFeatureSettings | None = None) -> None:
         self.inner, self.dtw_weight = inner, float(dtw_weight)
@@ -244,6 +261,7 @@ class OnnxEncoder:
     """An exported encoder on ONNX Runtime (CPU); speech (MFCC or waveform input) or image by its metadata."""
 
     metric: SpeechMetric = "cosine"
+    unknown_word_distance: float | None = None  # set by load_speech_encoder: the threshold measured for it
 
     def __init__(self, path: str | os.PathLike, threads: int = 1) -> None:
         self.path = Path(path)
@@ -294,7 +312,9 @@ def model_path(name: str, shipped: dict[str, str]) -> Path:
 def load_speech_encoder(settings: EncoderSettings, features: SpeechFeatureSettings) -> SpeechEncoder:
     """The configured speech encoder, checked against the configured features."""
     if settings.speech == "dtw":
-        return DtwSpeech(features)
+        dtw = DtwSpeech(features)
+        dtw.unknown_word_distance = unknown_word_distance_for(settings)
+        return dtw
     if settings.speech in OLD_SPEECH_NAMES:
         log.info("encoders.speech: %r is the old name of %r (kept so older configs run as before)", settings.speech, OLD_SPEECH_NAMES[settings.speech])
     path = model_path(settings.speech, SHIPPED_SPEECH)
@@ -304,7 +324,9 @@ def load_speech_encoder(settings: EncoderSettings, features: SpeechFeatureSettin
     check_speech_features(enc.info, features, str(path))
     probe_speech_encoder(enc, features, str(path))  # one run on a probe input: names, shape, finiteness, weights hash
     weight = fuse_dtw_for(settings, enc.info)
-    return FusedSpeech(enc, weight, features) if weight > 0 else enc
+    speech: SpeechEncoder = FusedSpeech(enc, weight, features) if weight > 0 else enc
+    speech.unknown_word_distance = unknown_word_distance_for(settings, enc.info)
+    return speech
 
 
 def load_image_encoder(settings: EncoderSettings) -> ImageEncoder:

@@ -70,11 +70,12 @@ def cosine_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class MatchSettings:
     """Rejection thresholds of the matching core (null disables a rejection)."""
 
-    unknown_word_distance: float | None = setting(
-        0.24,
+    unknown_word_distance: float | Literal["encoder"] | None = setting(
+        "encoder",
         "reject a request whose nearest taught utterance is further than this (cosine distance 0-2, or DTW cost); "
-        "0.24 is measured for the keywords speech encoder on held-out real speakers (taught words answered as often as "
-        "untaught ones rejected, docs/daemon.md); the triplet encoder fused with DTW needs 0.5",
+        "'encoder' = the value measured for the speech encoder in use on held-out real speakers, where taught words are "
+        "answered as often as untaught ones rejected (keywords 0.24, keywords-head 0.51, triplet and ensemble 0.47, "
+        "dtw 0.725; a model file's own recommendation otherwise; docs/daemon.md); a number sets it; null never rejects",
         min=0.0,
     )
     not_in_view_distance: float | None = setting(
@@ -489,7 +490,10 @@ class SupportSet:
             return Resolution(status="nothing_taught")
         row, speech_distance = self.nearest_utterance(query, settings.word_best_of, warped)
         found = dict(pair_index=row, pair_id=self._ids[row], label=self._labels[row], speech_distance=speech_distance)
-        if settings.unknown_word_distance is not None and speech_distance > settings.unknown_word_distance:
+        threshold = settings.unknown_word_distance
+        if isinstance(threshold, str):  # "encoder": Controller.with_encoder_thresholds replaces it before any request
+            raise ValueError("unknown_word_distance 'encoder' must be replaced by the speech encoder's measured value")
+        if threshold is not None and speech_distance > threshold:
             return Resolution(status="unknown_word", **found)
         return self.resolve_in_view(Resolution(status="resolved", **found), candidates, settings, precomputed)
 

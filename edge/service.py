@@ -292,7 +292,7 @@ class Daemon:
             self.notifier.notify("READY=1", "STATUS=reload refused (see log)")
             return False
         self.controller.set_matching(new.matching)
-        self.controller.publish({"event": "reloaded", "matching": asdict(new.matching)})
+        self.controller.publish({"event": "reloaded", "matching": asdict(self.controller.with_encoder_thresholds(new.matching))})
         self.notifier.notify("READY=1", "STATUS=thresholds reloaded")
         return True
 

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from edge.config import load_config
+from edge.encoders import UNKNOWN_WORD_CHOSEN, EncoderSettings
 from edge.matching import MatchSettings
 
 ROOT = Path(__file__).resolve().parents[1]
+UNKNOWN_WORD_CHOSEN_SHIPPED = {k: v for k, v in UNKNOWN_WORD_CHOSEN.items() if k != "default"}  # "default" is triplet's old name
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "edge").glob("**/*.md"))]
 
 
@@ -27,7 +29,9 @@ def test_the_demo_config_quotes_the_product_thresholds():
     quoted = re.search(r"product defaults \(([0-9.]+), ([0-9.]+)\)", text)
     assert quoted, "demo.yaml no longer quotes the product thresholds"
     defaults = MatchSettings()
-    assert (float(quoted.group(1)), float(quoted.group(2))) == (defaults.unknown_word_distance, defaults.not_in_view_distance)
+    assert defaults.unknown_word_distance == "encoder"  # the value measured for the speech encoder in use
+    product = UNKNOWN_WORD_CHOSEN[EncoderSettings().speech]
+    assert (float(quoted.group(1)), float(quoted.group(2))) == (product, defaults.not_in_view_distance)
 
 
 def test_every_script_the_docs_run_is_in_the_repository():
@@ -71,7 +75,10 @@ def test_make_bench_finds_the_datasets_beside_the_checkout_by_default(shared_dat
 
 def test_the_readme_states_the_rejection_threshold_defaults():
     text = " ".join((ROOT / "README.md").read_text().split())
-    stated = re.search(r"`matching\.unknown_word_distance` \(([0-9.]+)\) and `matching\.not_in_view_distance` \(([0-9.]+)\)", text)
+    stated = re.search(r"`matching\.unknown_word_distance` \(`encoder`: the value measured for the speech encoder in use, "
+                       r"([^)]*)\) and `matching\.not_in_view_distance` \(([0-9.]+)\)", text)
     assert stated, "the README no longer says what the rejection thresholds default to"
     defaults = MatchSettings()
-    assert (float(stated.group(1)), float(stated.group(2))) == (defaults.unknown_word_distance, defaults.not_in_view_distance)
+    assert defaults.unknown_word_distance == "encoder"
+    quoted = dict((name, float(value)) for name, value in re.findall(r"([a-z-]+) ([0-9.]+)", stated.group(1)))
+    assert quoted == UNKNOWN_WORD_CHOSEN_SHIPPED and float(stated.group(2)) == defaults.not_in_view_distance

@@ -103,7 +103,7 @@ def test_mutual_exclusivity_with_one_taught_word_ranks_by_distance():
     s = SupportSet("cosine")
     s.add(1, _unit(1, 0), _unit(1, 0, 0), "cup")
     candidates = np.stack([_unit(0, 1, 0), _unit(1, 0.5, 0), _unit(1, 0.1, 0), _unit(0, 0, 1)])
-    for settings in (MatchSettings(unknown_word_distance=None, not_in_view_distance=None), MatchSettings()):
+    for settings in (MatchSettings(unknown_word_distance=None, not_in_view_distance=None), MatchSettings(unknown_word_distance=0.5)):
         ranked = s.resolve(_unit(1, 0), candidates, settings).ranked
         assert [c.index for c in ranked] == [2, 1, 0, 3]  # ties (all surely the cup) are broken by distance
 
@@ -277,8 +277,8 @@ def test_word_best_of_lets_a_word_with_several_close_utterances_beat_one_close_o
     row, dist = s.nearest_utterance(query, best_of=2)
     # the row returned is the chosen word's nearest utterance, with its own distance
     assert s.labels[row] == "cat" and row == 3 and dist == pytest.approx(1 - float(query @ _unit(1, 0.3, 0)), abs=1e-6)
-    assert s.resolve(query, np.stack([_unit(1, 0)]), MatchSettings()).label == "cat"  # the default: 2
-    assert s.resolve(query, np.stack([_unit(1, 0)]), MatchSettings(word_best_of=1)).label == "cup"  # the seeds' rule
+    assert s.resolve(query, np.stack([_unit(1, 0)]), MatchSettings(unknown_word_distance=None)).label == "cat"  # the default: 2
+    assert s.resolve(query, np.stack([_unit(1, 0)]), MatchSettings(unknown_word_distance=None, word_best_of=1)).label == "cup"  # the seeds' rule
     with pytest.raises(ValueError, match="best_of"):
         s.nearest_utterance(query, best_of=0)
 
