@@ -73,7 +73,7 @@ MIN_WAV_RATE_HZ, MAX_WAV_RATE_HZ = 1000, 768000
 """Sample rates an audio file may declare to be read at all; outside them it is damaged (a 1 Hz file would be upsampled 16,000-fold)."""
 
 
-def decode_audio(source: bytes | bytearray | memoryview | BinaryIO, name: str | os.PathLike, max_frames: int | None = None,
+def decode_audio(source: bytes | bytearray | memoryview | BinaryIO, name: str | os.PathLike, max_seconds: float | None = None,
                  check: Callable[[int, int, int], str | None] | None = None) -> tuple[int, np.ndarray]:
     """(rate, samples as (frames, channels)) of a wav or FLAC file, decoded by libsndfile (soundfile).
 
@@ -82,8 +82,8 @@ def decode_audio(source: bytes | bytearray | memoryview | BinaryIO, name: str | 
     WAVE_FORMAT_EXTENSIBLE. Samples keep the file's own kind: int16 for PCM of 16 bits or fewer,
     int32 for wider PCM, float32 for float (see :func:`to_float`). A body cut short keeps the
     frames it holds. ``check(rate, channels, frames)`` sees the header before any sample is
-    decoded and returns why the file is refused, or None; at most ``max_frames`` + 1 frames are
-    decoded. Anything unreadable raises :class:`AudioError` naming ``name`` with libsndfile's
+    decoded and returns why the file is refused, or None; at most ``max_seconds`` of audio and one
+    frame more are decoded. Anything unreadable raises :class:`AudioError` naming ``name`` with libsndfile's
     reason, never quoting the file's bytes.
     """
     import soundfile  # imported here: soundfile loads libsndfile through cffi (~50 ms of CLI start-up)
@@ -103,7 +103,7 @@ def decode_audio(source: bytes | bytearray | memoryview | BinaryIO, name: str | 
                 raise AudioError(f"{name}: an audio file declaring {rate} Hz (readable: {MIN_WAV_RATE_HZ}-{MAX_WAV_RATE_HZ} Hz); damaged?")
             subtype = sf.subtype
             dtype = "int16" if subtype in ("PCM_S8", "PCM_U8", "PCM_16") else ("int32" if subtype.startswith("PCM") else "float32")
-            samples = sf.read(frames=-1 if max_frames is None else max_frames + 1, dtype=dtype, always_2d=True)
+            samples = sf.read(frames=-1 if max_seconds is None else ceil(max_seconds * rate) + 1, dtype=dtype, always_2d=True)
     except AudioError:
         raise
     except soundfile.LibsndfileError as exc:
@@ -191,7 +191,7 @@ def read_request_audio(path: str | os.PathLike, sample_rate_hz: int, max_duratio
 
         reader = _DeadlineReader(raw, deadline)
         try:
-            rate, samples = decode_audio(reader, path, max_frames, problem)
+            rate, samples = decode_audio(reader, path, max_duration_ms / 1000.0, problem)
         except AudioError:
             reader.raise_problem(path, timeout_s)
             raise

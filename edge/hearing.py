@@ -220,6 +220,15 @@ def _abandon_stream(stream: Any) -> None:
         log.debug("microphone: closing the lost stream failed (%s)", exc)
 
 
+def _emit_device_event(on_event: EventSink | None, event: dict) -> None:
+    """Hand a microphone's device event to its handler; a failing handler is logged, never raised into the audio thread."""
+    if on_event is not None:
+        try:
+            on_event(event)
+        except Exception:
+            log.exception("microphone: event handler failed on %s", event.get("event"))
+
+
 class MicrophoneSource:
     """Live frames from a sounddevice input stream, resampled and framed, with reconnection."""
 
@@ -408,11 +417,7 @@ class MicrophoneSource:
         return [what for what, _ in self._stuck]
 
     def _emit(self, event: dict) -> None:
-        if self._on_event is not None:
-            try:
-                self._on_event(event)
-            except Exception:
-                log.exception("microphone: event handler failed on %s", event.get("event"))
+        _emit_device_event(self._on_event, event)
 
     def _supervise(self) -> None:
         """Keep audio flowing: reopen with exponential backoff whenever the stream fails or stalls.
@@ -759,11 +764,7 @@ class CommandMicrophone:
             self._thread.start()
 
     def _emit(self, event: dict) -> None:
-        if self._on_event is not None:
-            try:
-                self._on_event(event)
-            except Exception:
-                log.exception("microphone: event handler failed on %s", event.get("event"))
+        _emit_device_event(self._on_event, event)
 
     def _supervise(self) -> None:
         import subprocess

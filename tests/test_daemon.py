@@ -67,6 +67,19 @@ class Rig:
                     return e
         raise AssertionError(f"no {name!r} event within {timeout_s} s; got {self.names()}")
 
+    def request(self, req: dict, timeout_s: float = 5.0) -> dict:
+        """A control command answered by the controller, stepped here while a thread waits for the reply."""
+        import threading
+
+        done: list[dict] = []
+        t = threading.Thread(target=lambda: done.append(self.ctrl.request(req, timeout_s=timeout_s)))
+        t.start()
+        deadline = time.monotonic() + timeout_s
+        while not done and time.monotonic() < deadline:
+            self.ctrl.step(0.01)
+        t.join(timeout=timeout_s)
+        return done[0]
+
     def say(self, kind: int) -> None:
         self.audio.push(np.concatenate([silence(0.09), word(kind), silence(0.3)]))
 
@@ -134,18 +147,7 @@ def test_cancel_command_and_status_list_label_forget():
     rig.teach(0, "circle")
     rig.teach(1, "square")
     reply = {}
-
-    def ask(req):
-        done = []
-        import threading
-
-        t = threading.Thread(target=lambda: done.append(rig.ctrl.request(req, timeout_s=5.0)))
-        t.start()
-        deadline = time.monotonic() + 5.0
-        while not done and time.monotonic() < deadline:
-            rig.ctrl.step(0.01)
-        t.join(timeout=5.0)
-        return done[0]
+    ask = rig.request
 
     assert ask({"cmd": "cancel"})["ok"] is False
     assert ask({"cmd": "teach"})["state"] == "teaching"

@@ -154,16 +154,7 @@ def test_choose_views_takes_the_farthest_sharp_crops_in_turn():
 
 
 def ask(rig: Rig, req: dict) -> dict:
-    import threading
-
-    done: list[dict] = []
-    t = threading.Thread(target=lambda: done.append(rig.ctrl.request(req, timeout_s=5.0)))
-    t.start()
-    deadline = time.monotonic() + 5.0
-    while not done and time.monotonic() < deadline:
-        rig.ctrl.step(0.01)
-    t.join(timeout=5.0)
-    return done[0]
+    return rig.request(req)
 
 
 def answer(rig: Rig, image: np.ndarray, kind: int = 0) -> dict:

@@ -1,20 +1,10 @@
 """The multi-view tools behind the not-in-view threshold: the rendered turntable and the teaching views."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-
-
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", TOOLS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+from tests.tool_modules import load_tool as _tool
 
 
 def test_teaching_views_are_spread_around_the_taught_pose_as_the_benchmark_spreads_them():

@@ -1,21 +1,14 @@
 """The study tools of issue 16: paired gains on the real-speaker validation set and the seeds' table."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-
-
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", TOOLS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+from tests.tool_modules import TOOLS
+from tests.tool_modules import load_tool as _tool
 
 
 def test_the_paired_gain_is_the_mean_difference_per_episode_with_its_own_interval():

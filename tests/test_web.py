@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -22,19 +22,10 @@ from edge.config import ConfigError, config_from_mapping
 from edge.control import _encode
 from edge.web.live import FOUND_COLOUR, LiveView
 from edge.web.server import WebError, WebServer, WebSettings, is_loopback, load_token, pair_views
+from tests.daemon_fakes import Pair
 
 WAIT_S = 10.0
 TOKEN = "t0ken-for-tests-0123456789abcdef"
-
-
-@dataclass
-class Pair:
-    pair_id: int
-    label: str | None
-    created_unix: float
-    audio_pcm: np.ndarray
-    sample_rate_hz: int
-    crop: np.ndarray
 
 
 class FakeDaemon:
